@@ -1,0 +1,131 @@
+"""`distill traces|filter|student|eval|demo`: one subcommand per stage; the Makefile calls these.
+
+    distill traces --teacher r1 --prompts numinamath --out out limit=1000
+    distill filter --teacher r1 --prompts numinamath
+    distill student --size 7b --teacher r1 --prompts numinamath learning_rate=5e-5
+    distill eval --size 7b
+    distill demo
+
+Trailing `key=value` arguments override the stage's YAML config. Each stage's code is imported
+only when that stage runs, so `distill --help` is instant and pulls in no torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from distill.config import ConfigError
+
+
+def traces_dir(out: str | Path, teacher: str, prompts: str) -> Path:
+    """$(OUT)/traces/<teacher>/<prompts>/: raw.jsonl, failures.jsonl, clean.jsonl, rejects.jsonl, filter_report.json."""
+    return Path(out) / "traces" / Path(teacher).stem / Path(prompts).stem
+
+
+def student_dir(out: str | Path, size: str) -> Path:
+    """$(OUT)/students/<size>/: checkpoints, final/, card.md."""
+    return Path(out) / "students" / Path(size).stem
+
+
+def eval_dir(out: str | Path, size: str) -> Path:
+    """$(OUT)/eval/<size>/: per-sample results and report.{json,md,png}."""
+    return Path(out) / "eval" / Path(size).stem
+
+
+def _traces(a: argparse.Namespace) -> None:
+    from distill.teachers.sample import run
+
+    run(teacher=a.teacher, prompts=a.prompts, out_dir=traces_dir(a.out, a.teacher, a.prompts),
+        shard=a.shard, overrides=a.overrides)
+
+
+def _filter(a: argparse.Namespace) -> None:
+    from distill.filters.run import run
+
+    folder = traces_dir(a.out, a.teacher, a.prompts)
+    run(input_path=Path(a.input) if a.input else folder / "raw.jsonl", out_dir=folder,
+        teacher=a.teacher, recipe=a.recipe, overrides=a.overrides)
+
+
+def _student(a: argparse.Namespace) -> None:
+    from distill.students.train import run
+
+    data = Path(a.data) if a.data else traces_dir(a.out, a.teacher, a.prompts) / "clean.jsonl"
+    run(size=a.size, data=data, out_dir=student_dir(a.out, a.size), nodes=a.nodes, gpus=a.gpus,
+        overrides=a.overrides)
+
+
+def _eval(a: argparse.Namespace) -> None:
+    from distill.eval.run import run
+
+    run(size=a.size, student=Path(a.student) if a.student else student_dir(a.out, a.size) / "final",
+        teacher=a.teacher, out_dir=eval_dir(a.out, a.size), overrides=a.overrides)
+
+
+def _demo(a: argparse.Namespace) -> None:
+    from distill.toy.demo import run
+
+    run(out=Path(a.out), overrides=a.overrides)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="distill",
+        description="Reasoning distillation in the style of DeepSeek-R1: sample traces from a teacher, "
+        "filter them, train a student, and compare student vs original vs teacher.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="{traces,filter,student,eval,demo}")
+
+    def stage(name: str, help: str, fn) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.add_argument("--out", default="out", help="output root (default: out/)")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. temperature=0.7")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = stage("traces", "Stage 1: sample reasoning traces from a teacher into traces/<teacher>/<prompts>/raw.jsonl.", _traces)
+    p.add_argument("--teacher", default="tiny", help="teachers/<name>.yaml or a YAML path (ls teachers/)")
+    p.add_argument("--prompts", default="toy", help="datasets/<name>.yaml or a YAML path (ls datasets/)")
+    p.add_argument("--shard", default=None, metavar="i/N", help="take shard i of N of the prompt set (by prompt-id hash)")
+
+    p = stage("filter", "Stage 2: filter raw.jsonl into clean.jsonl + rejects.jsonl + filter_report.json.", _filter)
+    p.add_argument("--teacher", default="tiny", help="teacher whose traces to filter (names the folder)")
+    p.add_argument("--prompts", default="toy", help="prompt set whose traces to filter (names the folder)")
+    p.add_argument("--recipe", default=None, help="YAML with a `filters:` list (default: the teacher's, else the R1 recipe)")
+    p.add_argument("--input", default=None, help="filter this JSONL instead (traces made elsewhere); outputs go to the same folder")
+
+    p = stage("student", "Stage 3: fine-tune a student on clean.jsonl into students/<size>/.", _student)
+    p.add_argument("--size", default="tiny", help="students/<size>.yaml or a YAML path (ls students/)")
+    p.add_argument("--teacher", default="tiny", help="teacher whose clean traces to train on")
+    p.add_argument("--prompts", default="toy", help="prompt set whose clean traces to train on")
+    p.add_argument("--data", default=None, help="train on this clean JSONL instead")
+    p.add_argument("--nodes", type=int, default=None, help="number of machines (multi-node launch)")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs per machine")
+
+    p = stage("eval", "Stage 4: evaluate student vs original base (vs teacher) into eval/<size>/report.*.", _eval)
+    p.add_argument("--size", default="tiny", help="the student size preset (names the original base)")
+    p.add_argument("--student", default=None, help="student model dir (default: out/students/<size>/final)")
+    p.add_argument("--teacher", default=None, help="also evaluate this teacher (or reuse its cached results)")
+
+    stage("demo", "All four stages on CPU with the embedded tiny teacher and student.", _demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        args.fn(args)
+    except ConfigError as e:
+        print(f"distill {args.stage}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
