@@ -132,14 +132,15 @@ def summarize(table: Sequence[Sequence[Sample]], ks: Sequence[int] = (1,)) -> di
         "samples": sum(len(row) for row in table),
         "k": short,
         "pass@1": p1.to_dict(),
-        "truncation_rate": rate(table, "truncated"),
-        "no_answer_rate": rate(table, "no_answer"),
     }
-    for k in sorted(set(ks) | {short}):
-        if 1 < k <= short:
+    wanted = [k for k in sorted(set(ks) | {short}) if k <= short]
+    for k in wanted:
+        if k > 1:
             out[f"pass@{k}"] = pass_at_k_table(table, k).to_dict()
-        if k <= short:
-            out[f"cons@{k}"] = cons_at_k(table, k).to_dict()
+    for k in wanted:
+        out[f"cons@{k}"] = cons_at_k(table, k).to_dict()
+    out["truncation_rate"] = rate(table, "truncated")
+    out["no_answer_rate"] = rate(table, "no_answer")
     return out
 
 

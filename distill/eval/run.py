@@ -1,0 +1,279 @@
+"""Stage 4: student vs its original base vs the teacher, measured the same way, side by side.
+
+    make eval SIZE=7b                                   # student + original base
+    make eval SIZE=7b ARGS="--teacher r1"               # + the teacher (or its cached results)
+    distill eval --size 7b --teacher r1 benchmarks=[aime24,math500] limit=50
+    distill eval --size 7b data.aime24=../shared/data/benchmarks/aime24.jsonl   # offline copy
+
+Columns: `original` is the base model named in students/<size>.yaml (`base`); `student` is
+out/students/<size>/final (or --student); `teacher` is teachers/<name>.yaml. All three run on the
+teacher-stage backends (distill.teachers: hf, vllm, openai) and are scored by distill.verify.
+
+Outputs in out/eval/<size>/:
+    original/<benchmark>.jsonl, student/<benchmark>.jsonl   one line per sample (resumable)
+    report.json, report.md, report.png                     the side-by-side report
+Teacher results live in out/eval/teachers/<teacher>/ and are shared by every size: a teacher
+behind a paid API is evaluated once, and later runs reuse it (also without --teacher, when
+exactly one teacher has results there).
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
+from distill.eval.config import EvalConfig
+from distill.eval.report import build_report, markdown, plot, table
+from distill.eval.results import ResultStore, evaluate, run_key
+from distill.prompts import Prompt, load_prompts
+from distill.teachers.base import SamplingParams, Teacher
+from distill.trace import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Column:
+    """One model of the comparison and where its results go."""
+
+    role: str
+    label: str
+    folder: Path
+    identity: dict[str, Any]
+    """What makes two runs of this model comparable: model (with a weights fingerprint), prompt shaping."""
+    make_backend: Callable[[], Teacher] | None
+    """Loads the model; None when only cached results can be used."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
+        overrides: list[str] | None = None) -> dict[str, Any]:
+    """Evaluate, write report.{json,md,png} into `out_dir`, print the table; return the report."""
+    # ---- Config: EvalConfig defaults < the preset's `eval:` section < key=value overrides
+    preset_path = menu_path("students", size)
+    preset = load_yaml(preset_path)
+    base = preset.get("base")
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{preset_path}: key 'base' (the original base model) is missing or empty")
+    section = preset.get("eval") or {}
+    if not isinstance(section, dict):
+        raise ConfigError(f"{preset_path}: key 'eval' must be a mapping of EvalConfig keys, got {section!r:.60}")
+    cfg = load_config(EvalConfig, section, overrides)
+    out_dir = Path(out_dir)
+    params = sampling_params(cfg)
+
+    # ---- Benchmarks
+    benchmarks = {name_of(b): load_benchmark(b, cfg) for b in cfg.benchmarks}
+
+    # ---- Columns
+    columns = []
+    if "original" in cfg.roles:
+        columns.append(model_column("original", cfg.original or base, out_dir / "original", cfg,
+                                    revision=preset.get("revision")))
+    if "student" in cfg.roles:
+        if student is None:
+            raise ConfigError("no student model given: pass --student DIR (default out/students/<size>/final)")
+        if not Path(student).exists():
+            raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={Path(size).stem}`, "
+                              "or point --student at a model directory")
+        columns.append(model_column("student", str(student), out_dir / "student", cfg))
+    teacher_col = teacher_column(teacher or cfg.teacher, out_dir.parent / "teachers") if "teacher" in cfg.roles else None
+    if teacher_col is not None:
+        columns.append(teacher_col)
+
+    # ---- Generate and score, one model at a time (a 70B original and a 32B student do not share a GPU)
+    tables: dict[str, dict[str, Any]] = {b: {} for b in benchmarks}
+    notes: list[str] = []
+    for col in columns:
+        backend = _Lazy(col.make_backend, col.label)
+        for bench, prompts in benchmarks.items():
+            store = ResultStore(col.folder / f"{bench}.jsonl", run_key(col.identity, params))
+            k = cfg.samples_for(bench)
+            if col.make_backend is not None:
+                meta = {"role": col.role, "model": col.label, "benchmark": bench}
+                progress = evaluate(store, prompts, k, params, backend, meta, chunk=cfg.chunk,
+                                    score_workers=cfg.score_workers, seed=cfg.seed)
+                if progress.generated or progress.failed:
+                    log.info("%s %s: %d new samples (%d reused) in %.0fs; %d failed (rerun to retry)",
+                             col.role, bench, progress.generated, progress.reused, progress.seconds, progress.failed)
+                if progress.failed:
+                    notes.append(f"{col.role} {bench}: {progress.failed} sample(s) failed in the backend; rerun to fill them in")
+            if cfg.rescore:
+                store.rescore(prompts, k, cfg.score_workers)
+            result, unscorable = store.table(prompts, k)
+            notes += _notes(col.role, bench, result, unscorable, prompts, k, store)
+            if result:
+                tables[bench][col.role] = result
+        backend.release()
+        if col.role == "teacher" and col.make_backend is not None:
+            atomic_write_text(col.folder / "teacher.json", json.dumps({"label": col.label, "identity": col.identity}, indent=2))
+
+    # ---- Report
+    report = build_report(tables, {c.role: c.info for c in columns}, cfg.report_k, extra={
+        "title": f"size {Path(size).stem}: " + ", ".join(f"{c.role} {c.label}" for c in columns),
+        "size": Path(size).stem,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "protocol": {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens,
+                     "greedy": cfg.greedy, "k": {b: cfg.samples_for(b) for b in benchmarks}, "limit": cfg.limit},
+        "config": to_dict(cfg),
+        "notes": notes,
+    })
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False, default=str))
+    atomic_write_text(out_dir / "report.md", markdown(report))
+    plot(report, out_dir / "report.png")
+    print(table(report))
+    for note in notes:
+        print(f"note: {note}")
+    print(f"\nreport: {out_dir / 'report.md'} (and report.json, report.png)")
+    _refresh_card(student, out_dir / "report.json")
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+
+
+def sampling_params(cfg: EvalConfig) -> SamplingParams:
+    """The protocol every column is sampled with (the teacher's own YAML sampling is not used)."""
+    if cfg.greedy:
+        return SamplingParams(temperature=0.0, top_p=1.0, max_tokens=cfg.max_tokens, n=1)
+    return SamplingParams(temperature=cfg.temperature, top_p=cfg.top_p, max_tokens=cfg.max_tokens, n=1)
+
+
+def name_of(benchmark: str) -> str:
+    """'aime24' -> 'aime24'; 'my/sets/hard.yaml' -> 'hard' (the key for k, data and file names)."""
+    return Path(benchmark).stem if benchmark.endswith((".yaml", ".yml")) else benchmark
+
+
+def load_benchmark(benchmark: str, cfg: EvalConfig) -> list[Prompt]:
+    """The problems of one benchmark, from datasets/<name>.yaml (its local file when `data` names one)."""
+    name = name_of(benchmark)
+    overrides = [f"path={cfg.data[name]}"] if name in cfg.data else None
+    prompts = list(load_prompts(benchmark, overrides, limit=cfg.limit))
+    if not prompts:
+        raise ConfigError(f"benchmark '{name}' has no problems (limit={cfg.limit}); check datasets/{name}.yaml "
+                          "and its source")
+    ids = [p.id for p in prompts]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise ConfigError(f"benchmark '{name}': prompt id '{dup}' appears twice; results are keyed by id, "
+                          "so the id column must be unique (or drop `columns.id` to hash the problem text)")
+    return prompts
+
+
+def model_column(role: str, model: str, folder: Path, cfg: EvalConfig, revision: str | None = None) -> Column:
+    """The original base or the student, run on `cfg.backend` with `cfg.backend_options`."""
+    from distill.teachers.config import TeacherConfig
+
+    tcfg = load_config(TeacherConfig, {"name": role, "backend": cfg.backend, "model": model, **cfg.backend_options})
+    identity = {"model": model, "revision": revision, "weights": weights_fingerprint(model),
+                "system_prompt": tcfg.system_prompt, "prefill": tcfg.prefill, "extra_body": tcfg.extra_body}
+    return Column(role, model, folder, identity, lambda: _load_teacher(tcfg),
+                  info={"model": model, "backend": cfg.backend, "revision": revision})
+
+
+def teacher_column(name: str | None, root: Path) -> Column | None:
+    """The named teacher (evaluated, or read from its cache), or the one cached teacher, or None."""
+    from distill.teachers.config import load_teacher_config
+
+    if name:
+        tcfg = load_teacher_config(name)
+        identity = {k: v for k, v in tcfg.fingerprint_fields().items() if k != "sampling"}
+        return Column("teacher", tcfg.label, root / tcfg.label, identity, lambda: _load_teacher(tcfg),
+                      info={"model": tcfg.model, "backend": tcfg.backend, "teacher": tcfg.label})
+    cached = sorted(p.parent for p in root.glob("*/teacher.json"))
+    if len(cached) > 1:
+        log.info("cached results of several teachers in %s (%s); name one with --teacher to add a teacher column",
+                 root, ", ".join(p.name for p in cached))
+    if len(cached) != 1:
+        return None
+    saved = json.loads((cached[0] / "teacher.json").read_text())
+    log.info("teacher column from cached results in %s (no --teacher given)", cached[0])
+    return Column("teacher", saved["label"], cached[0], saved["identity"], None,
+                  info={"model": saved["identity"].get("model"), "teacher": saved["label"], "cached": True})
+
+
+def weights_fingerprint(model: str) -> str | None:
+    """Names, sizes and mtimes of a local model's weights: a retrained student gets new results.
+
+    None for hub ids and toy:// models (their name pins them; pin hub ones with `revision`).
+    """
+    path = Path(model).expanduser()
+    if not path.is_dir():
+        return None
+    files = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") or p.name == "config.json")
+    return ";".join(f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in files) or None
+
+
+def _load_teacher(tcfg: Any) -> Teacher:
+    from distill.teachers import load_teacher
+
+    return load_teacher(tcfg)
+
+
+class _Lazy:
+    """Load the backend on first use (a finished run never loads a model) and free it after."""
+
+    def __init__(self, factory: Callable[[], Teacher] | None, label: str):
+        self.factory, self.label, self.backend = factory, label, None
+
+    def __call__(self) -> Teacher:
+        if self.backend is None:
+            if self.factory is None:
+                raise ConfigError(f"{self.label}: only cached results exist; name it with --teacher to generate more")
+            log.info("loading %s", self.label)
+            self.backend = self.factory()
+        return self.backend
+
+    def release(self) -> None:
+        if self.backend is None:
+            return
+        self.backend = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+
+
+def _notes(role: str, bench: str, result: dict[str, Any], unscorable: list[str], prompts: list[Prompt],
+           k: int, store: ResultStore) -> list[str]:
+    notes = []
+    if unscorable:
+        notes.append(f"{role} {bench}: {len(unscorable)} problem(s) left out, their reference cannot be checked "
+                     f"({', '.join(unscorable[:3])}{'...' if len(unscorable) > 3 else ''})")
+    short = sum(len(s) < k for s in result.values())
+    missing = len(prompts) - len(result) - len(unscorable)
+    if short or missing:
+        notes.append(f"{role} {bench}: {missing} problem(s) without results and {short} with fewer than k={k} samples")
+    unjudged = sum(1 for (pid, index), r in store.records.items()
+                   if pid in result and index < k and r.get("status") in ("timeout", "error"))
+    if unjudged:
+        notes.append(f"{role} {bench}: {unjudged} sample(s) the checker could not judge (timeout/error), counted as wrong")
+    return notes
+
+
+def _refresh_card(student: Path | None, report: Path) -> None:
+    """Add the results to the student's card.md when the student came out of `make student`."""
+    if student is None or not (Path(student).parent / "run.json").exists():
+        return
+    try:
+        from distill.students.card import write_card
+
+        write_card(Path(student).parent, eval_report=report)
+    except Exception as e:  # the report is written; a card problem must not fail the eval
+        log.warning("could not add the eval results to %s/card.md: %s", Path(student).parent, e)
+
+
+__all__ = ["run"]
