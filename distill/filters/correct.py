@@ -1,0 +1,43 @@
+"""Answer correctness: the filter face of `distill.verify` (math-verify and multiple-choice letters)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from distill import verify
+from distill.filters.base import TraceFilter
+from distill.trace import Trace
+
+
+@dataclass(frozen=True)
+class MathCorrect(TraceFilter):
+    """Keep traces whose final answer equals the reference (rejection sampling, R1 section 2.3.3).
+
+    The answer is checked with `distill.verify.score(trace.task, trace.answer, trace.reference)`,
+    the same call the eval stage makes: 'math' through math-verify (last `\\boxed{}` of the answer
+    part, with fallbacks), 'choice' by the option letter. Code traces pass untouched
+    (`code_correct` checks them). Writes `meta['correct']` (True/False/None) and
+    `meta['verify']` (status and extracted answer) on every trace it checks.
+
+    A trace that cannot be judged (no reference, a gold answer math-verify cannot parse, a
+    timeout) gets `correct=None` and a reason starting with 'unverifiable', counted apart from
+    wrong answers; `keep_unverifiable=True` keeps such traces instead.
+    Run it under `apply_filters(..., workers=N)`: each item gets `timeout` seconds in a worker.
+    """
+
+    name: ClassVar[str] = "math_correct"
+    timeout: float = verify.DEFAULT_TIMEOUT
+    keep_unverifiable: bool = False
+
+    def check(self, trace: Trace) -> str | None:
+        if trace.task not in ("math", "choice"):
+            return None
+        v = verify.score(trace.task, trace.answer, trace.reference, timeout=self.timeout)
+        trace.meta["correct"] = v.correct
+        trace.meta["verify"] = {"status": v.status, "extracted": v.extracted, "method": v.method}
+        if v.correct:
+            return None
+        if v.correct is None:
+            return None if self.keep_unverifiable else f"unverifiable ({v.status}): {v.detail}"
+        return f"{v.status}: {v.detail}"

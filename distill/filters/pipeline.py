@@ -1,0 +1,131 @@
+"""`apply_filters`: stream traces through a list of filters, in worker processes where possible.
+
+    from distill.filters import apply_filters, FilterReport, Finished, MathCorrect
+    report = FilterReport()
+    clean = list(apply_filters(traces, [Finished(), MathCorrect()], workers=2, report=report))
+
+Every trace travels as an item `[trace, dropped_by, reason]`. A dropped item keeps flowing (its
+filter name set) instead of vanishing, so order is kept, rejects are written in input order,
+and `select` can count a prompt's failed samples in its pass rate. A trace is dropped by the
+first filter that rejects it; later filters do not look at it.
+
+Filters run in segments: a run of per-trace filters goes to `workers` processes in chunks (with
+the per-item time limits of `distill.verify.pool`), a stateful filter (dedup, select) runs here,
+in order. With `workers=0` everything runs in this process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from distill.filters.base import TraceFilter
+from distill.filters.report import FilterReport
+from distill.trace import Trace
+from distill.verify.pool import chunked, imap_chunks
+
+Item = list  # [trace, dropped_by: str | None, reason: str | None]
+OnReject = Callable[[Trace, str, str], None]
+
+_SLACK_PER_ITEM = 30.0
+"""Seconds a trace may take in the cheap filters before its worker counts as hung."""
+
+_WORKER_FILTERS: list[TraceFilter] = []
+
+
+def apply_filters(
+    traces: Iterable[Trace],
+    filters: list[TraceFilter],
+    *,
+    workers: int = 0,
+    report: FilterReport | None = None,
+    on_reject: OnReject | None = None,
+    chunk_size: int = 8,
+) -> Iterator[Trace]:
+    """Yield the traces that pass every filter, in input order (grouped per prompt after `select`).
+
+    `report` counts input, kept and drops per filter and category, with lengths before and
+    after; `on_reject(trace, filter_name, reason)` sees each dropped trace (run.py writes
+    rejects.jsonl with it). `workers` > 0 runs the per-trace filters in that many processes.
+    """
+    for f in filters:
+        if not isinstance(f, TraceFilter):
+            raise TypeError(f"apply_filters: {f!r} is not a filter (distill.filters.base.TraceFilter)")
+        f.prepare()
+    report = report if report is not None else FilterReport()
+    report.start([f.name for f in filters])
+
+    def source() -> Iterator[Item]:
+        for trace in traces:
+            report.add_input(trace)
+            yield [trace, None, None]
+
+    stream: Iterator[Item] = source()
+    for segment in _segments(filters):
+        if segment[0].stateful:
+            stream = _run_stateful(segment[0], stream)
+        else:
+            stream = _run_parallel(segment, stream, workers, chunk_size)
+    for trace, dropped_by, reason in stream:
+        if dropped_by is None:
+            report.add_kept(trace)
+            yield trace
+        else:
+            report.add_dropped(dropped_by, reason)
+            if on_reject is not None:
+                on_reject(trace, dropped_by, reason)
+
+
+def _segments(filters: list[TraceFilter]) -> list[list[TraceFilter]]:
+    """[[per-trace, per-trace], [stateful], [per-trace]]: maximal runs of per-trace filters."""
+    out: list[list[TraceFilter]] = []
+    for f in filters:
+        if f.stateful or not out or out[-1][0].stateful:
+            out.append([f])
+        else:
+            out[-1].append(f)
+    return out
+
+
+def _check(filters: list[TraceFilter], item: Item) -> Item:
+    if item[1] is None:
+        for f in filters:
+            reason = f.check(item[0])
+            if reason is not None:
+                item[1], item[2] = f.name, reason
+                break
+    return item
+
+
+def _init_worker(filters: list[TraceFilter]) -> None:
+    global _WORKER_FILTERS
+    _WORKER_FILTERS = filters
+
+
+def _check_chunk(chunk: list[Item]) -> list[Item]:
+    return [_check(_WORKER_FILTERS, item) for item in chunk]
+
+
+def _lost(item: Item, why: str) -> Item:
+    return [item[0], "timeout", f"hung in the filters and its worker was killed: {why}"]
+
+
+def _run_parallel(filters: list[TraceFilter], items: Iterator[Item], workers: int, chunk_size: int) -> Iterator[Item]:
+    if workers <= 0:
+        for item in items:
+            yield _check(filters, item)
+        return
+    # A chunk's deadline: every item may use the math timeout plus slack for the cheap filters.
+    per_item = _SLACK_PER_ITEM + sum(getattr(f, "timeout", 0.0) or 0.0 for f in filters)
+    for chunk in imap_chunks(_check_chunk, chunked(items, chunk_size), workers=workers,
+                             item_deadline=per_item, on_lost=_lost,
+                             initializer=_init_worker, initargs=(filters,)):
+        yield from chunk
+
+
+def _run_stateful(f: Any, items: Iterator[Item]) -> Iterator[Item]:
+    if hasattr(f, "stream"):
+        yield from f.stream(items)
+        return
+    for item in items:
+        yield _check([f], item)

@@ -1,0 +1,107 @@
+"""Stage 2 entry point: raw.jsonl -> clean.jsonl + rejects.jsonl + filter_report.json + filter_lengths.png.
+
+    make filter TEACHER=r1 PROMPTS=numinamath
+    distill filter --teacher r1 --prompts numinamath language=false math_correct.timeout=10 workers=4
+    distill filter --input r1_traces.jsonl --recipe my_filters.yaml --out out
+
+Which filters: a `--recipe` YAML with a `filters:` list when given (`--recipe r1` names the
+default), else the `filters:` list of teachers/<teacher>.yaml when it has one, else the default
+R1 recipe (`distill.filters.recipe.R1_RECIPE`). Trailing `key=value` arguments switch filters
+(`language=false`, `length=true`), set their fields (`dedup.on=prompt`), replace the list
+(`filters=[finished,math_correct]`) or set `workers` / `chunk_size`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.config import ConfigError, load_yaml, menu_path, parse_overrides
+from distill.filters.pipeline import apply_filters
+from distill.filters.recipe import apply_overrides, build, load_recipe, normalize, r1_recipe
+from distill.filters.report import FilterReport
+from distill.trace import ReadStats, atomic_jsonl, read_traces
+
+log = logging.getLogger(__name__)
+
+
+def resolve_recipe(teacher: str | None, recipe: str | Path | None) -> tuple[list[tuple[str, dict]], str]:
+    """(recipe, where it came from): --recipe, else the teacher YAML's `filters:`, else R1."""
+    if recipe is not None and str(recipe) != "r1":
+        if not Path(recipe).exists():
+            raise ConfigError(f"--recipe {recipe}: no such file (a YAML with a `filters:` list, or `r1` for the default)")
+        return load_recipe(recipe), str(recipe)
+    if recipe is None and teacher:
+        try:
+            path = menu_path("teachers", teacher)
+        except ConfigError:
+            path = None  # traces made elsewhere (--input): the teacher only names the folder
+        if path is not None:
+            data = load_yaml(path)
+            if data.get("filters"):
+                return normalize(data["filters"], str(path)), str(path)
+    return r1_recipe(), "R1 recipe (distill.filters.recipe.R1_RECIPE)"
+
+
+def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
+        recipe: str | Path | None = None, overrides: list[str] | None = None) -> FilterReport:
+    """Filter `input_path` into `out_dir`; print the table and return the report."""
+    # ---- Resolve the recipe and check every filter's settings before reading anything
+    input_path, out_dir = Path(input_path), Path(out_dir)
+    if not input_path.exists():
+        raise ConfigError(f"{input_path}: no such file. Sample traces first (make traces TEACHER=... PROMPTS=...) "
+                          "or point --input at a JSONL of traces")
+    spec, source = resolve_recipe(teacher, recipe)
+    spec, options = apply_overrides(spec, parse_overrides(overrides))
+    filters = build(spec, source)
+    try:
+        for f in filters:
+            f.prepare()
+    except ValueError as e:
+        raise ConfigError(f"{source}: {e}") from e
+    workers = options.get("workers", min(8, os.cpu_count() or 1))
+    log.info("filtering %s with %s: %s (%d workers)", input_path, source,
+             ", ".join(f.name for f in filters), workers)
+
+    # ---- Stream: raw -> filters -> clean / rejects (each file appears whole or not at all)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report = FilterReport()
+    stats = ReadStats()
+    started = time.monotonic()
+    with atomic_jsonl(out_dir / "rejects.jsonl") as rejects, atomic_jsonl(out_dir / "clean.jsonl") as clean:
+
+        def on_reject(trace: Any, name: str, reason: str) -> None:
+            rejects.write({"filter": name, "reason": reason, "trace": trace.to_dict()})
+
+        traces = read_traces(input_path, rejects=rejects, stats=stats)
+        for trace in apply_filters(traces, filters, workers=workers, report=report, on_reject=on_reject,
+                                   chunk_size=options.get("chunk_size", 8)):
+            clean.write(trace)
+    elapsed = time.monotonic() - started
+
+    # ---- Report
+    report.read_errors = stats.bad
+    report.notes.update({
+        "input": str(input_path),
+        "recipe_source": source,
+        "recipe": [{name: settings} for name, settings in spec],
+        "workers": workers,
+        "seconds": round(elapsed, 2),
+        "traces_per_second": round((report.n_in / elapsed) if elapsed else 0.0, 1),
+    })
+    skipped = {b: why for f in filters for b, why in getattr(f, "skipped", {}).items()}
+    if skipped:
+        report.notes["decontaminate_skipped"] = skipped
+    if stats.torn:
+        report.notes["torn_last_line"] = stats.torn
+    report.save_json(out_dir / "filter_report.json")
+    report.save_histogram(out_dir / "filter_lengths.png")
+    report.print_table()
+    if skipped:
+        log.warning("decontamination skipped %s (could not load them): see filter_report.json", ", ".join(skipped))
+    log.info("wrote %s (%d kept of %d), rejects.jsonl, filter_report.json, filter_lengths.png in %.1fs",
+             out_dir / "clean.jsonl", report.n_kept, report.n_in + report.read_errors, elapsed)
+    return report

@@ -1,0 +1,176 @@
+"""Math answer checking with math-verify: extract the final answer, compare it with the gold answer.
+
+    from distill.verify.math import score
+    score("The answer is \\boxed{\\frac{1}{2}}.", "0.5")   # Verdict(correct=True, extracted='\\frac{1}{2}', ...)
+
+What counts as the final answer (from the answer part only, never the reasoning: a model that
+boxes a guess while thinking and then states something else has answered the something else):
+
+1. the content of the last `\\boxed{}` (or `\\fbox{}`, `\\framebox{}`), nested boxes unwrapped;
+2. else the text after the last "final answer is" / "answer is" / "Answer:";
+3. else the last `$...$`, `\\(...\\)` or `\\[...\\]` of the answer;
+4. else the whole answer when it is short (a bare "42").
+
+The extracted text is wrapped in `\\boxed{}` and parsed by math-verify, which then compares it
+with the gold answer symbolically and numerically. A gold answer is wrapped in `$...$` when bare:
+math-verify's LaTeX extractor needs delimiters (`\\frac{\\sqrt{2}}{2}` alone parses to nothing).
+A gold answer that still does not parse gets status 'gold_unparsable' and `correct=None`: the
+trace is not wrong, we just cannot tell.
+
+Time limits are the caller's: math-verify's own are switched off (they use `signal.alarm`, which
+raises outside the main thread) and `distill.verify.score`/`score_many` enforce one per item.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from typing import Any
+
+from distill.verify.types import Verdict
+
+log = logging.getLogger(__name__)
+
+_BOX = re.compile(r"\\(?:boxed|fbox|framebox)\s*(?=[{\s\d\w])")
+_ANSWER_IS = re.compile(
+    r"(?:final\s+answer\s*(?:is|:)|the\s+answer\s+is|\banswer\s*:)\s*(?:\*\*)?\s*(?P<rest>[^\n]+)", re.IGNORECASE
+)
+_MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+_UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")  # `\$36` is a price, not math mode
+_SHORT_ANSWER = 40  # characters: a bare answer longer than this is prose, not an answer
+
+
+def last_boxed(text: str) -> str | None:
+    """Content of the last top-level `\\boxed{...}` in `text` (braces balanced), nested boxes unwrapped."""
+    last, end = None, -1
+    for m in _BOX.finditer(text):
+        if m.start() < end:
+            continue  # a box inside the previous box: the outer one is the answer
+        found = _box_content(text, m.end())
+        if found is not None:
+            last, end = found
+    if last is None:
+        return None
+    inner = last_boxed(last)
+    # `\boxed{\boxed{5}}` -> 5, but `\boxed{x = \boxed{5}}` keeps its whole content
+    if inner is not None and _BOX.match(last.strip()) and last.strip().endswith("}"):
+        return inner
+    return last.strip()
+
+
+def _box_content(text: str, pos: int) -> tuple[str, int] | None:
+    """(content, end offset) of the box whose argument starts at `pos`; None when cut mid-box."""
+    while pos < len(text) and text[pos] == " ":
+        pos += 1
+    if pos >= len(text):
+        return None
+    if text[pos] != "{":
+        # `\boxed 5`: a single token up to whitespace or `$`
+        m = re.match(r"[^\s$]+", text[pos:])
+        return (m.group(0), pos + m.end()) if m else None
+    depth = 0
+    for i in range(pos, len(text)):
+        c = text[i]
+        if c == "{" and (i == 0 or text[i - 1] != "\\"):
+            depth += 1
+        elif c == "}" and text[i - 1] != "\\":
+            depth -= 1
+            if depth == 0:
+                return text[pos + 1:i], i + 1
+    return None  # unbalanced: the answer was cut mid-box
+
+
+def extract_answer(answer_text: str) -> tuple[str | None, str]:
+    """(final answer, how it was found): method is 'boxed', 'answer_is', 'last_math', 'whole' or 'none'."""
+    boxed = last_boxed(answer_text)
+    if boxed is not None:
+        return boxed, "boxed"
+    matches = list(_ANSWER_IS.finditer(answer_text))
+    if matches:
+        rest = matches[-1].group("rest").strip()
+        math = list(_MATH.finditer(rest))
+        if math:
+            rest = next(g for g in math[0].groups() if g is not None)
+        rest = rest.strip().rstrip(".").strip("*").strip()
+        if rest:
+            return rest, "answer_is"
+    math = list(_MATH.finditer(answer_text))
+    if math:
+        content = next(g for g in math[-1].groups() if g is not None).strip()
+        if content:
+            return content, "last_math"
+    stripped = answer_text.strip().rstrip(".")
+    if stripped and len(stripped) <= _SHORT_ANSWER:
+        return stripped, "whole"
+    return None, "none"
+
+
+_ORDINAL = re.compile(r"\^\{?\\(?:text|mathrm)\{\s*(?:st|nd|rd|th)\s*\}\}?|\^\{(?:st|nd|rd|th)\}")
+_TEXT_WORDS = re.compile(r"\\(?:text|mathrm|textbf)\{\s*[A-Za-z][A-Za-z .]*\}\s*$")
+
+
+def _strip_words(answer: str) -> str:
+    """Drop ordinal suffixes and trailing words: `12^{\\text{th}}\\text{ grade}` -> `12`."""
+    return _TEXT_WORDS.sub("", _ORDINAL.sub("", answer)).strip()
+
+
+def gold_text(reference: Any) -> str | None:
+    """The gold answer as LaTeX math-verify can parse: numbers normalised, bare LaTeX wrapped in `$...$`."""
+    if reference is None:
+        return None
+    if isinstance(reference, bool):
+        return None
+    if isinstance(reference, float):
+        reference = int(reference) if reference.is_integer() else reference  # AMC's 27.0 -> 27
+    text = str(reference).strip()
+    if "####" in text:  # GSM8K keeps its final answer after '#### '
+        text = text.rsplit("####", 1)[1].strip()
+    if not text:
+        return None
+    if _UNESCAPED_DOLLAR.search(text) or "\\boxed" in text or "\\(" in text or "\\[" in text:
+        return text
+    return f"${text}$"
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(text: str) -> tuple:
+    # n samples of one prompt share the gold answer: parse it once per process.
+    from math_verify import parse
+
+    return tuple(parse(text, parsing_timeout=None))
+
+
+def score(answer_text: str, reference: Any) -> Verdict:
+    """Check the answer part of a trace against the gold `reference`; no time limit here (see module doc)."""
+    from math_verify import parse, verify
+
+    gold = gold_text(reference)
+    if gold is None:
+        return Verdict(None, None, "no_reference", detail="the trace has no reference answer")
+    extracted, method = extract_answer(answer_text or "")
+    gold_parsed = list(_parse_gold(gold))
+    # math-verify falls back to the raw string when it cannot build an expression; a gold answer
+    # with no expression can only be string-matched, which is not a check we can vouch for.
+    if not any(not isinstance(g, str) for g in gold_parsed):
+        return Verdict(None, extracted, "gold_unparsable", method,
+                       detail=f"math-verify cannot parse the gold answer {gold!r:.80}")
+    if extracted is None:
+        return Verdict(False, None, "no_answer", method, detail="no boxed or stated final answer in the answer part")
+    pred = parse(f"\\boxed{{{extracted}}}", parsing_timeout=None)
+    if not pred:
+        return Verdict(False, extracted, "unparsable_answer", method,
+                       detail=f"math-verify cannot parse the answer {extracted!r:.80}")
+    ok = verify(gold_parsed, pred, timeout_seconds=None)
+    plain = _strip_words(extracted)
+    if not ok and plain != extracted and plain and "\\text" not in gold:
+        # `12^{\text{th}} \text{ grade}` for gold 12: math-verify drops known units, not ordinals
+        # or arbitrary trailing words; retry on the bare value when the gold is not itself text.
+        pred = parse(f"\\boxed{{{plain}}}", parsing_timeout=None)
+        ok = bool(pred) and verify(gold_parsed, pred, timeout_seconds=None)
+    return Verdict(ok, extracted, "correct" if ok else "wrong", method,
+                   detail="" if ok else f"{extracted!r:.60} != gold {gold!r:.60}")
+
+
+# math-verify logs a warning on every call when its own timeouts are off; we enforce ours instead.
+logging.getLogger("math_verify").setLevel(logging.ERROR)
