@@ -1,12 +1,82 @@
 """Prompt sets and benchmarks from datasets/*.yaml: a hub dataset, a local file, or the toy task.
 
-(Interface fixed by the foundation; loaders are filled in by the sampling issue.)
+    from distill.prompts import load_prompts
+    for prompt in load_prompts("aime24"):                       # datasets/aime24.yaml, from the hub
+        ...
+    load_prompts("aime24", ["path=../shared/data/benchmarks/aime24.jsonl"])   # same set, offline file
+    load_prompts("gsm8k-train", limit=100, shard=(0, 4))        # first 100 prompts of shard 0 of 4
+
+`load_prompts` returns a `PromptStream`: iterating it reads the source lazily (hub sets are
+streamed, local JSONL is read line by line), so a million-prompt pool never sits in memory.
+
+Schema of a datasets/*.yaml file (every key is a `PromptSetConfig` field; unknown keys are
+rejected with a did-you-mean):
+
+    name: aime24                 # prefix of every prompt id; default: the file name
+    # The source: exactly one of `hub`, `path`, `toy`. `path` wins over `hub`, so the same YAML
+    # serves offline with `path=/local/copy.jsonl` on the command line.
+    hub: HuggingFaceH4/aime_2024  # hub dataset id (streamed; needs network or the HF cache)
+    subset: null                 # hub config name (`name=` of datasets.load_dataset)
+    split: train
+    data_files: []               # hub files to read instead of the declared configs
+    revision: null               # pin a hub commit for reproducible benchmarks
+    path: null                   # local .jsonl / .jsonl.gz / .json (array) / .parquet
+    toy: null                    # {split: train, n: 2000, seed: 0}: distill.toy.task.toy_problems
+    task: math                   # math | choice | code: how distill.verify checks answers
+    columns:                     # where the fields live in a row
+      problem: problem
+      answer: answer             # math: the gold answer; choice: the correct option's text
+      id: null                   # stable id column; null: a hash of the problem text
+      distractors: []            # choice: the wrong options' columns (GPQA: Incorrect Answer 1..3)
+      tests: []                  # code: columns kept in the reference (see `reference_format`)
+      starter_code: null         # code: starter code column, shown in the prompt
+      keep: []                   # extra columns copied into Prompt.meta (level, subject, ...)
+    reference_format: auto       # auto | gsm8k | text | lcb | raw   (see `normalize_reference`)
+    skip_references: []          # drop rows whose reference is one of these (NuminaMath: proof)
+    instruction: null            # appended to the problem after a blank line; null: the task default
+    choice_seed: 0               # seed of the option shuffle for task: choice
+
+Prompt ids are `<name>/<id column>` or `<name>/<16 hex of sha256(problem)>`: stable across
+runs, machines and row order, so trace ids (and resume) survive a re-download.
+
+References are normalised so that a string comparison with the integer works:
+AIME '023' -> '23', AMC 27.0 -> '27', GSM8K '... #### 1,234' -> '1234'. Multiple choice: the
+options are shuffled with a fixed per-prompt seed and the reference is the gold letter. Code
+(`reference_format: lcb`, LiveCodeBench): the reference is
+`{"format": "lcb", "tests": [{"input", "output", "testtype"}], "num_public", "fn_name", "starter_code"}`;
+`raw` keeps `{"format": "raw", <column>: <value> for columns.tests}` (HumanEval: test, entry_point).
 """
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import gzip
+import hashlib
+import io
+import json
+import logging
+import pickle
+import random
+import re
+import zlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+from distill.config import ConfigError, load_config, menu_path
+
+log = logging.getLogger(__name__)
+
+MATH_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+CHOICE_INSTRUCTION = "Please reason step by step, and put the letter of the correct option within \\boxed{}."
+CODE_INSTRUCTION = (
+    "Please reason step by step, then give your complete solution as one Python program "
+    "in a ```python code block."
+)
+DEFAULT_INSTRUCTIONS = {"math": MATH_INSTRUCTION, "choice": CHOICE_INSTRUCTION, "code": CODE_INSTRUCTION}
+LETTERS = "ABCDEFGHIJ"
 
 
 @dataclass
@@ -22,3 +92,455 @@ class Prompt:
     """'math', 'choice' or 'code'."""
     meta: dict[str, Any] = field(default_factory=dict)
     """Source set, level, problem text without instruction, ..."""
+
+
+@dataclass(frozen=True)
+class ToySource:
+    """Arguments of `distill.toy.task.toy_problems`, the embedded procedural task."""
+
+    split: str = "train"
+    n: int = 1000
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which column of a row holds what."""
+
+    problem: str = "problem"
+    answer: str | None = "answer"
+    """Math: the gold answer. Choice: the text of the correct option. None: no reference."""
+    id: str | None = None
+    """A column with a stable unique id; None hashes the problem text instead."""
+    distractors: list[str] = field(default_factory=list)
+    """Choice: the columns of the wrong options."""
+    tests: list[str] = field(default_factory=list)
+    """Code: the columns that go into the reference."""
+    starter_code: str | None = None
+    """Code: a column of starter code shown with the problem (LiveCodeBench `starter_code`)."""
+    keep: list[str] = field(default_factory=list)
+    """Extra columns copied into `Prompt.meta`."""
+
+
+@dataclass(frozen=True)
+class PromptSetConfig:
+    """A prompt set or benchmark: where the rows come from and how a row becomes a `Prompt`."""
+
+    name: str = ""
+    """Prefix of every prompt id; defaults to the YAML file name."""
+    hub: str | None = None
+    """Hugging Face dataset id, streamed."""
+    subset: str | None = None
+    """Hub config name (the `name` argument of `datasets.load_dataset`)."""
+    split: str = "train"
+    data_files: list[str] = field(default_factory=list)
+    """Hub files to read instead of the declared configs (e.g. one version of LiveCodeBench)."""
+    revision: str | None = None
+    """Hub commit or tag; pin it for benchmarks."""
+    path: str | None = None
+    """Local .jsonl, .jsonl.gz, .json (one array) or .parquet. Wins over `hub`."""
+    toy: ToySource | None = None
+    """The embedded procedural task (distill.toy.task), e.g. {split: train, n: 2000, seed: 0}."""
+    task: Literal["math", "choice", "code"] = "math"
+    columns: Columns = field(default_factory=Columns)
+    reference_format: Literal["auto", "gsm8k", "text", "lcb", "raw"] = "auto"
+    """How the answer column becomes the reference: see `normalize_reference`."""
+    skip_references: list[str] = field(default_factory=list)
+    """Rows whose normalised reference is one of these are skipped (NuminaMath's 'proof', 'notfound')."""
+    instruction: str | None = None
+    """Appended to the problem after a blank line. None: the task's default (DeepSeek's math advice)."""
+    choice_seed: int = 0
+    """Seed of the per-prompt option shuffle for `task: choice`."""
+
+    def __post_init__(self) -> None:
+        if self.task == "choice" and not self.columns.distractors:
+            raise ConfigError(f"prompt set '{self.name}': task 'choice' needs columns.distractors "
+                              "(the columns of the wrong options, e.g. [Incorrect Answer 1, Incorrect Answer 2])")
+        if self.task == "code" and self.reference_format not in ("lcb", "raw"):
+            raise ConfigError(f"prompt set '{self.name}': task 'code' needs reference_format 'lcb' "
+                              f"(LiveCodeBench test cases) or 'raw' (columns.tests as they are), got '{self.reference_format}'")
+        if self.task != "code" and self.reference_format in ("lcb", "raw"):
+            raise ConfigError(f"prompt set '{self.name}': reference_format '{self.reference_format}' is for task 'code'")
+
+    @property
+    def source(self) -> str:
+        """'path', 'toy' or 'hub': which source is read (a `path` wins, so hub sets run offline)."""
+        if self.path:
+            return "path"
+        if self.toy is not None and self.hub:
+            raise ConfigError(f"prompt set '{self.name}': both `toy` and `hub` are set; keep one")
+        if self.toy is not None:
+            return "toy"
+        if self.hub:
+            return "hub"
+        raise ConfigError(f"prompt set '{self.name}': no source. Set one of `hub` (a hub dataset id), "
+                          "`path` (a local .jsonl/.json/.parquet) or `toy` ({split: train, n: 1000})")
+
+    @property
+    def instruction_text(self) -> str:
+        return DEFAULT_INSTRUCTIONS[self.task] if self.instruction is None else self.instruction
+
+
+def load_prompt_config(name_or_path: str | Path | PromptSetConfig,
+                       overrides: list[str] | None = None) -> PromptSetConfig:
+    """datasets/<name>.yaml (or a YAML path, or a config) plus `key=value` overrides."""
+    if isinstance(name_or_path, PromptSetConfig):
+        if not overrides:
+            return name_or_path
+        from distill.config import to_dict
+
+        return load_config(PromptSetConfig, to_dict(name_or_path), overrides)
+    path = menu_path("datasets", name_or_path)
+    cfg = load_config(PromptSetConfig, path, overrides)
+    if not cfg.name:
+        cfg = dataclasses.replace(cfg, name=path.stem)
+    return cfg
+
+
+def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
+    """'1/4' -> (1, 4): shard indices run from 0 to N-1."""
+    if shard is None or isinstance(shard, tuple):
+        pair = shard
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(shard))
+        if not m:
+            raise ConfigError(f"--shard '{shard}' is not i/N (e.g. 0/4 for the first of four machines)")
+        pair = (int(m.group(1)), int(m.group(2)))
+    if pair is not None and not (pair[1] >= 1 and 0 <= pair[0] < pair[1]):
+        raise ConfigError(f"--shard {pair[0]}/{pair[1]}: i must be in 0..N-1 (shards of {pair[1]} are 0/{pair[1]} .. "
+                          f"{pair[1] - 1}/{pair[1]})")
+    return pair
+
+
+def shard_of(prompt_id: str, num_shards: int) -> int:
+    """The shard a prompt belongs to: a hash of its id, so every machine agrees without talking."""
+    return int.from_bytes(hashlib.sha256(prompt_id.encode()).digest()[:8], "big") % num_shards
+
+
+class PromptStream(Iterable[Prompt]):
+    """The prompts of a set, read lazily each time it is iterated.
+
+    `total` is the number of prompts when it can be known cheaply (local files, toy, hub sets
+    with split sizes), for progress bars and ETAs; with a shard it is an estimate.
+    """
+
+    def __init__(self, cfg: PromptSetConfig, where: str, limit: int | None = None,
+                 shard: tuple[int, int] | None = None):
+        self.cfg, self.where, self.limit, self.shard = cfg, where, limit, shard
+        self._total: int | None | bool = False  # False: not computed yet
+
+    @property
+    def total(self) -> int | None:
+        if self._total is False:
+            total = _count_rows(self.cfg)
+            if total is not None and self.shard is not None:
+                total = -(-total // self.shard[1])
+            if self.limit is not None:
+                total = self.limit if total is None else min(total, self.limit)
+            self._total = total
+        return self._total  # type: ignore[return-value]
+
+    def __iter__(self) -> Iterator[Prompt]:
+        cfg, made = self.cfg, 0
+        if self.limit is not None and self.limit <= 0:
+            return
+        for rowno, row in _rows(cfg):
+            prompt = make_prompt(cfg, row, f"{self.where} row {rowno}")
+            if prompt is None:
+                continue
+            if self.shard is not None and shard_of(prompt.id, self.shard[1]) != self.shard[0]:
+                continue
+            yield prompt
+            made += 1
+            if self.limit is not None and made >= self.limit:
+                return
+
+
+def load_prompts(name_or_path: str | Path | PromptSetConfig, overrides: list[str] | None = None,
+                 limit: int | None = None, shard: str | tuple[int, int] | None = None) -> PromptStream:
+    """The prompts of datasets/<name>.yaml (or a YAML path, or a `PromptSetConfig`), streamed.
+
+    `overrides` are `key=value` strings on the YAML (`path=/data/aime24.jsonl`, `split=test`,
+    `columns.problem=question`); `limit` keeps the first N prompts (after sharding); `shard`
+    ('i/N' or (i, N)) keeps the prompts whose id hashes to shard i of N.
+    """
+    cfg = load_prompt_config(name_or_path, overrides)
+    where = cfg.path if cfg.source == "path" else (cfg.hub if cfg.source == "hub" else f"toy {cfg.toy}")
+    return PromptStream(cfg, str(where), limit=limit, shard=parse_shard(shard))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading rows
+
+
+def _local_path(cfg: PromptSetConfig) -> Path:
+    path = Path(cfg.path).expanduser()  # type: ignore[arg-type]
+    if not path.exists():
+        raise ConfigError(f"prompt set '{cfg.name}': file {path} does not exist (path={cfg.path}, "
+                          f"relative to {Path.cwd()}). Point `path=` at a .jsonl, .jsonl.gz, .json or .parquet file")
+    return path
+
+
+def _rows(cfg: PromptSetConfig) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row number, row) pairs; row numbers are 1-based lines for JSONL, 0-based indices otherwise."""
+    source = cfg.source
+    if source == "toy":
+        # Imported here: the toy package pulls in its own model code, and only toy sets need it.
+        from distill.toy.task import toy_problems
+
+        toy = cfg.toy
+        assert toy is not None
+        yield from enumerate(toy_problems(split=toy.split, n=toy.n, seed=toy.seed))
+    elif source == "path":
+        yield from _read_local(_local_path(cfg))
+    else:
+        yield from enumerate(_hub_dataset(cfg))
+
+
+def _read_local(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    name = path.name.lower()
+    if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
+        # Our own line reader rather than datasets' JSON builder: that one reports a bad line as
+        # "Expected object or value at position 13", without file or line, and costs ~5 s to start.
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                if not raw.strip():
+                    continue
+                try:
+                    row = json.loads(raw)
+                except (json.JSONDecodeError, UnicodeDecodeError) as e:
+                    raise ConfigError(f"{path}:{lineno}: not valid JSON ({e}); fix or delete that line") from None
+                if not isinstance(row, dict):
+                    raise ConfigError(f"{path}:{lineno}: expected a JSON object per line, got {type(row).__name__}")
+                yield lineno, row
+    elif name.endswith((".json", ".json.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
+        with opener(path, "rb") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        if isinstance(data, dict):  # {"data": [...]}-style files hold the rows under one key
+            lists = [v for v in data.values() if isinstance(v, list)]
+            data = lists[0] if len(lists) == 1 else data
+        if not isinstance(data, list):
+            raise ConfigError(f"{path}: expected a JSON array of objects (or JSONL, one object per line)")
+        for i, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise ConfigError(f"{path}: item {i} is a {type(row).__name__}, expected an object")
+            yield i, row
+    elif name.endswith(".parquet"):
+        import datasets
+
+        yield from enumerate(datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=True))
+    else:
+        raise ConfigError(f"{path}: unknown file type; use .jsonl, .jsonl.gz, .json or .parquet")
+
+
+def _hub_dataset(cfg: PromptSetConfig) -> Iterable[dict[str, Any]]:
+    import datasets
+
+    try:
+        return datasets.load_dataset(cfg.hub, cfg.subset, split=cfg.split, streaming=True,
+                                     data_files=cfg.data_files or None, revision=cfg.revision)
+    except Exception as e:  # noqa: BLE001 - offline, gated, missing: all end the same way for the user
+        raise ConfigError(
+            f"prompt set '{cfg.name}': cannot open hub dataset '{cfg.hub}' (subset={cfg.subset}, split={cfg.split}): "
+            f"{type(e).__name__}: {e}. Offline? Download it once with network, or run on a local copy with "
+            f"`path=/path/to/file.jsonl`"
+        ) from e
+
+
+def _count_rows(cfg: PromptSetConfig) -> int | None:
+    try:
+        source = cfg.source
+        if source == "toy":
+            return cfg.toy.n if cfg.toy else None
+        if source == "path":
+            path = _local_path(cfg)
+            name = path.name.lower()
+            if name.endswith((".jsonl", ".ndjson")):
+                with open(path, "rb") as f:
+                    return sum(buf.count(b"\n") for buf in iter(lambda: f.read(1 << 20), b""))
+            if name.endswith(".parquet"):
+                import pyarrow.parquet as pq
+
+                return pq.ParquetFile(path).metadata.num_rows
+            return None
+        splits = _hub_dataset(cfg).info.splits  # type: ignore[attr-defined]
+        return splits[cfg.split].num_examples if splits and cfg.split in splits else None
+    except Exception:  # noqa: BLE001 - a count is only for the progress bar
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Row -> Prompt
+
+
+def _column(row: dict[str, Any], col: str, key: str, where: str) -> Any:
+    if col not in row:
+        raise ConfigError(f"{where}: no column '{col}' (set by columns.{key}); the row has {sorted(row)}. "
+                          f"Override it, e.g. columns.{key}={next(iter(sorted(row)), 'name')}")
+    return row[col]
+
+
+def make_prompt(cfg: PromptSetConfig, row: dict[str, Any], where: str = "row") -> Prompt | None:
+    """One row -> one Prompt (None when `skip_references` drops it); errors name `where` and the column."""
+    cols = cfg.columns
+    problem = _column(row, cols.problem, "problem", where)
+    if not isinstance(problem, str) or not problem.strip():
+        raise ConfigError(f"{where}: column '{cols.problem}' (columns.problem) must be non-empty text, got {problem!r:.60}")
+    problem = problem.strip()
+    id_col = cols.id if cols.id is not None else ("id" if cfg.source == "toy" else None)
+    if id_col is not None:
+        raw_id = _column(row, id_col, "id", where)
+        local_id = str(raw_id).strip()
+        if not local_id:
+            raise ConfigError(f"{where}: empty id in column '{id_col}' (columns.id)")
+    else:
+        local_id = hashlib.sha256(problem.encode()).hexdigest()[:16]
+    pid = f"{cfg.name}/{local_id}"
+    meta: dict[str, Any] = {"source": cfg.name, "problem": problem}
+    keep = cols.keep or (["level"] if cfg.source == "toy" else [])
+    for col in keep:
+        meta[col] = _column(row, col, "keep", where)
+
+    text = problem
+    if cfg.task == "choice":
+        text, reference, meta["choices"] = _choice(cfg, row, problem, pid, where)
+    elif cfg.task == "code":
+        reference = _code_reference(cfg, row, where)
+        starter = row.get(cols.starter_code) if cols.starter_code else None
+        if starter:
+            text += f"\n\nComplete this starter code:\n```python\n{starter.rstrip()}\n```"
+        elif cfg.reference_format == "lcb":
+            text += "\n\nRead the input from standard input and write the answer to standard output."
+    else:
+        raw = _column(row, cols.answer, "answer", where) if cols.answer else None
+        try:
+            reference = normalize_reference(raw, cfg.reference_format)
+        except ValueError as e:
+            raise ConfigError(f"{where}: column '{cols.answer}': {e}") from None
+        if reference is not None and reference in cfg.skip_references:
+            return None
+    instruction = cfg.instruction_text
+    content = f"{text}\n\n{instruction}" if instruction else text
+    return Prompt(id=pid, messages=[{"role": "user", "content": content}], reference=reference,
+                  task=cfg.task, meta=meta)
+
+
+_INT = re.compile(r"[+-]?\d+")
+_INT_POINT_ZERO = re.compile(r"([+-]?\d+)\.0*")
+_THOUSANDS = re.compile(r"[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
+
+
+def normalize_reference(value: Any, fmt: str = "auto") -> str | None:
+    """A gold answer as a canonical string, so '023', 23 and 23.0 all become '23'.
+
+    auto:  numbers lose leading zeros, a trailing '.0' and thousands commas ('1,234' -> '1234');
+           anything else (LaTeX like '\\frac{14}{3}') is kept, stripped.
+    gsm8k: the text after the last '####', then as auto.
+    text:  stripped, nothing else.
+    """
+    if value is None:
+        return None
+    if fmt == "gsm8k":
+        if not isinstance(value, str) or "####" not in value:
+            raise ValueError(f"expected a GSM8K solution ending in '#### <answer>', got {value!r:.80}")
+        value = value.rsplit("####", 1)[1]
+    if isinstance(value, bool):
+        raise ValueError(f"expected an answer, got the boolean {value}")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if not isinstance(value, str):
+        value = json.dumps(value, ensure_ascii=False) if isinstance(value, (list, dict)) else str(value)
+    text = value.strip()
+    if fmt == "text":
+        return text
+    if _THOUSANDS.fullmatch(text):
+        text = text.replace(",", "")
+    if _INT.fullmatch(text):
+        return str(int(text))
+    m = _INT_POINT_ZERO.fullmatch(text)
+    if m:
+        return str(int(m.group(1)))
+    return text
+
+
+def _choice(cfg: PromptSetConfig, row: dict[str, Any], problem: str, pid: str,
+            where: str) -> tuple[str, str, dict[str, str]]:
+    """Shuffle the options with a seed of (choice_seed, prompt id): stable per prompt, not row order."""
+    cols = cfg.columns
+    if cols.answer is None:
+        raise ConfigError(f"{where}: task 'choice' needs columns.answer (the correct option's column)")
+    correct = str(_column(row, cols.answer, "answer", where)).strip()
+    options = [correct] + [str(_column(row, c, "distractors", where)).strip() for c in cols.distractors]
+    if len(options) > len(LETTERS):
+        raise ConfigError(f"prompt set '{cfg.name}': at most {len(LETTERS)} options, got {len(options)}")
+    order = list(range(len(options)))
+    # A str seed is hashed with sha512 by `random`, so the shuffle is the same on every machine.
+    random.Random(f"{cfg.choice_seed}:{pid}").shuffle(order)
+    choices = {LETTERS[i]: options[k] for i, k in enumerate(order)}
+    gold = LETTERS[order.index(0)]
+    text = problem + "\n\n" + "\n".join(f"{letter}) {option}" for letter, option in choices.items())
+    return text, gold, choices
+
+
+def _code_reference(cfg: PromptSetConfig, row: dict[str, Any], where: str) -> dict[str, Any]:
+    cols = cfg.columns
+    if cfg.reference_format == "raw":
+        return {"format": "raw", **{c: _column(row, c, "tests", where) for c in cols.tests}}
+    # LiveCodeBench: public tests are a JSON list; private tests are base64(zlib(pickle(json str))).
+    if not cols.tests:
+        raise ConfigError(f"prompt set '{cfg.name}': reference_format 'lcb' needs columns.tests "
+                          "(e.g. [public_test_cases, private_test_cases])")
+    tests: list[dict[str, Any]] = []
+    num_public = 0
+    for i, col in enumerate(cols.tests):
+        cases = _decode_tests(_column(row, col, "tests", where), f"{where}: column '{col}'")
+        tests.extend(cases)
+        if i == 0:
+            num_public = len(cases)
+    metadata = row.get("metadata") or {}
+    if isinstance(metadata, str):
+        try:
+            metadata = json.loads(metadata) if metadata.strip() else {}
+        except json.JSONDecodeError:
+            raise ConfigError(f"{where}: column 'metadata' is not JSON: {metadata!r:.80}") from None
+    starter = row.get(cols.starter_code) if cols.starter_code else None
+    return {"format": "lcb", "tests": tests, "num_public": num_public,
+            "fn_name": metadata.get("func_name") if isinstance(metadata, dict) else None,
+            "starter_code": starter or ""}
+
+
+class _StringsOnly(pickle.Unpickler):
+    """LiveCodeBench pickles a plain JSON string; refuse anything that would import or call code."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name}: test data must be plain strings")
+
+
+def _decode_tests(value: Any, where: str) -> list[dict[str, Any]]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, list):
+        cases = value
+    elif isinstance(value, str):
+        try:
+            cases = json.loads(value)
+        except json.JSONDecodeError:
+            try:
+                blob = zlib.decompress(base64.b64decode(value.encode(), validate=True))
+                inner = _StringsOnly(io.BytesIO(blob)).load()
+                cases = json.loads(inner) if isinstance(inner, str) else inner
+            except (ValueError, zlib.error, pickle.UnpicklingError, EOFError) as e:
+                raise ConfigError(f"{where}: test cases are neither JSON nor LiveCodeBench's "
+                                  f"base64/zlib/pickle encoding ({type(e).__name__}: {e})") from None
+    else:
+        raise ConfigError(f"{where}: test cases must be a JSON list or string, got {type(value).__name__}")
+    if not isinstance(cases, list) or not all(isinstance(c, dict) and "input" in c and "output" in c for c in cases):
+        raise ConfigError(f"{where}: test cases must be a list of {{input, output, testtype}} objects")
+    return [{"input": c["input"], "output": c["output"], "testtype": c.get("testtype", "stdin")} for c in cases]

@@ -2,7 +2,17 @@
 
 Backends (`openai_backend`, `hf_backend`, `vllm_backend`) implement only `generate`. Resume,
 batching of the prompt stream, retries, ids and file writing live once, in `sample.py`; the
-eval stage drives the very same backends to score students, originals and teachers.
+eval stage drives the very same backends to score students, originals and teachers:
+
+    from distill.teachers import TeacherConfig, load_teacher
+    teacher = load_teacher(TeacherConfig(name="mine", backend="hf", model="/path/to/model"))
+    completions = teacher.generate([[{"role": "user", "content": "1+1?"}]], SamplingParams(n=4))
+
+A backend that talks to a server also implements `AsyncTeacher.acomplete` (one completion per
+call, errors raised as `TeacherError`), so `sample.py` can keep many requests in flight and own
+the retries. A request that still fails after the retries comes back from `generate` as a
+Completion with `finish_reason="error"` and the reason in `raw["error"]`, so one bad prompt
+does not end an evaluation.
 """
 
 from __future__ import annotations
@@ -46,3 +56,30 @@ class Teacher(Protocol):
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt, in prompt order."""
         ...
+
+
+class AsyncTeacher(Teacher, Protocol):
+    """A teacher behind a server: one request per completion, many in flight."""
+
+    async def acomplete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        """One completion (`params.n` is ignored); raises `TeacherError` when the request fails."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the connections opened in the running event loop."""
+        ...
+
+
+class TeacherError(Exception):
+    """A failed request, classified so the caller knows what to do next.
+
+    `retryable`: trying again may work (429, 5xx, timeout, dropped connection, empty content).
+    `retry_after`: seconds the server asked us to wait (Retry-After), if it said.
+    `fatal`: no request can succeed (bad key, unknown model, wrong URL): stop the whole run.
+    `kind`: a short label for counts and failures.jsonl ('429', '5xx', 'timeout', 'empty', ...).
+    """
+
+    def __init__(self, message: str, *, kind: str = "error", retryable: bool = False,
+                 retry_after: float | None = None, fatal: bool = False):
+        super().__init__(message)
+        self.kind, self.retryable, self.retry_after, self.fatal = kind, retryable, retry_after, fatal

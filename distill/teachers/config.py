@@ -1,0 +1,173 @@
+"""TeacherConfig: one teachers/*.yaml file, the teacher menu entry.
+
+    from distill.teachers import TeacherConfig, load_teacher_config
+    cfg = load_teacher_config("r1", ["temperature=0.7", "base_url=http://gpu1:8000/v1"])
+    cfg = TeacherConfig(name="mine", backend="hf", model="/path/to/model")   # a local model dir
+
+The API key never enters a config: the YAML names the environment variable that holds it
+(`api_key_env`), and only the OpenAI-compatible backend reads it, when it opens a connection.
+So dumping a config, or writing `record()` into every trace, cannot leak it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from distill.config import ConfigError, load_config, menu_path
+from distill.teachers.base import SamplingParams
+
+SAMPLING_KEYS = tuple(f.name for f in dataclasses.fields(SamplingParams))
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """A teacher: which model, served how, sampled how."""
+
+    name: str = ""
+    """Label in traces and reports; defaults to the YAML file name (or the model)."""
+    backend: Literal["openai", "hf", "vllm"] = "openai"
+    """openai: any OpenAI-compatible server (DeepSeek API, vLLM, SGLang, transformers serve).
+    vllm: the offline engine on local GPUs. hf: transformers generate, CPU or GPU."""
+    model: str = ""
+    """Server model name (openai), or a hub id / local dir / toy://name (hf, vllm)."""
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    system_prompt: str | None = None
+    """DeepSeek advises none for R1: every instruction goes in the user turn."""
+    prefill: str = ""
+    """Text the assistant turn starts with, e.g. '<think>\\n' to force thinking (R1 usage advice).
+    hf/vllm append it to the rendered prompt unless the chat template already ends with it;
+    openai sends it as a final assistant message with `continue_final_message` (vLLM, SGLang)."""
+
+    # --- openai backend
+    base_url: list[str] = field(default_factory=list)
+    """One or more OpenAI-compatible endpoints ending in /v1; requests go to the least busy one."""
+    api_key_env: str | None = None
+    """NAME of the environment variable holding the key (never the key itself); None: no auth."""
+    concurrency: int = 64
+    """Requests in flight at once, over all endpoints."""
+    timeout: float = 1800.0
+    """Seconds per request. R1 at 32k tokens can think for 15 minutes without streaming."""
+    max_retries: int = 8
+    """Retries per request for 429, 5xx, timeouts, dropped connections and empty content."""
+    backoff: float = 1.0
+    """First retry waits about this long (seconds), doubling each time, with jitter."""
+    max_backoff: float = 60.0
+    max_consecutive_failures: int = 100
+    """Stop the run when this many requests in a row fail after all retries (the server is down)."""
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    """Extra sampling arguments passed through as they are: request body fields (openai, e.g.
+    top_k, chat_template_kwargs), vllm.SamplingParams fields (vllm), generate() kwargs (hf)."""
+
+    # --- hf and vllm backends
+    batch_size: int = 16
+    """Sequences per generate call (prompts x samples)."""
+    dtype: str = "auto"
+    """'auto' (bf16 on GPU, fp32 on CPU), 'bfloat16', 'float16' or 'float32'."""
+    device: str | None = None
+    """hf: 'cpu', 'cuda', 'cuda:1'; None picks a GPU when there is one."""
+    tensor_parallel_size: int = 1
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+    trust_remote_code: bool = False
+
+    def __post_init__(self) -> None:
+        where = f"teacher '{self.name or self.model}'"
+        if not self.model:
+            raise ConfigError(f"{where}: `model` is empty; set the served model name or a model path")
+        if self.backend == "openai" and not self.base_url:
+            raise ConfigError(f"{where}: backend 'openai' needs `base_url` (e.g. https://api.deepseek.com or "
+                              "http://localhost:8000/v1)")
+        for key in ("concurrency", "batch_size", "tensor_parallel_size", "max_consecutive_failures"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{where}: `{key}` must be at least 1, got {getattr(self, key)}")
+        if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0:
+            raise ConfigError(f"{where}: max_retries >= 0, timeout > 0 and backoff >= 0 are required")
+        s = self.sampling
+        if s.n < 1 or s.max_tokens < 1 or s.temperature < 0 or not 0 < s.top_p <= 1:
+            raise ConfigError(f"{where}: sampling needs n >= 1, max_tokens >= 1, temperature >= 0 and "
+                              f"0 < top_p <= 1, got {s}")
+        if self.api_key_env and not self.api_key_env.replace("_", "").isalnum():
+            raise ConfigError(f"{where}: api_key_env must be the NAME of an environment variable "
+                              f"(like DEEPSEEK_API_KEY), not a key; got a value of {len(self.api_key_env)} characters")
+
+    @property
+    def label(self) -> str:
+        return self.name or Path(self.model.rstrip("/")).name or self.model
+
+    def api_key(self) -> str:
+        """The key from the environment, or a clear error naming the variable; 'EMPTY' when no auth."""
+        if not self.api_key_env:
+            return "EMPTY"  # vLLM / SGLang without --api-key accept any value
+        key = os.environ.get(self.api_key_env, "").strip()
+        if not key:
+            raise ConfigError(
+                f"teacher '{self.label}' reads its API key from the environment variable {self.api_key_env}, "
+                f"which is not set. Set it (export {self.api_key_env}=...) and rerun; or try the whole "
+                "pipeline without a key on CPU with `make demo` (the embedded tiny teacher)."
+            )
+        return key
+
+    def fingerprint_fields(self) -> dict[str, Any]:
+        """What decides the output distribution: model, backend, sampling (not n), prompt shaping.
+
+        Not the endpoints, the key, concurrency or timeouts: moving a run to other replicas, or
+        raising `n` from 4 to 8, keeps the ids of the samples already made.
+        """
+        sampling = {k: v for k, v in dataclasses.asdict(self.sampling).items() if k != "n"}
+        return {"model": self.model, "backend": self.backend, "sampling": sampling,
+                "system_prompt": self.system_prompt, "prefill": self.prefill, "extra_body": self.extra_body}
+
+    def fingerprint(self) -> str:
+        """The teacher key in trace ids (`distill.trace.trace_id`)."""
+        blob = json.dumps(self.fingerprint_fields(), sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def record(self) -> dict[str, Any]:
+        """`Trace.teacher`: name, model, backend, sampling and fingerprint; never the key or endpoints."""
+        fields = self.fingerprint_fields()
+        out: dict[str, Any] = {"name": self.label, "model": self.model, "backend": self.backend,
+                               "sampling": fields["sampling"], "fingerprint": self.fingerprint()}
+        for key in ("system_prompt", "prefill", "extra_body"):
+            if fields[key]:
+                out[key] = fields[key]
+        return out
+
+
+def route_overrides(overrides: list[str] | None) -> list[str]:
+    """Let `temperature=0.7` mean `sampling.temperature=0.7`: sampling keys are what users tune."""
+    out = []
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip()
+        out.append(f"sampling.{item.strip()}" if key in SAMPLING_KEYS else item)
+    return out
+
+
+def load_teacher_config(name_or_path: str | Path | TeacherConfig, overrides: list[str] | None = None) -> TeacherConfig:
+    """teachers/<name>.yaml (or a YAML path, or a config) plus `key=value` overrides.
+
+    Sampling keys may be given bare (`temperature=0.7`, `n=4`, `max_tokens=8192`).
+    """
+    if isinstance(name_or_path, TeacherConfig):
+        if not overrides:
+            return name_or_path
+        from distill.config import to_dict
+
+        return load_config(TeacherConfig, to_dict(name_or_path), route_overrides(overrides))
+    path = menu_path("teachers", name_or_path)
+    cfg = load_config(TeacherConfig, path, route_overrides(overrides))
+    return cfg if cfg.name else dataclasses.replace(cfg, name=path.stem)
+
+
+def resolve_model_path(model: str) -> str:
+    """A model string as transformers/vLLM take it: `toy://name` builds (or reuses) the embedded model."""
+    if model.startswith("toy://"):
+        from distill.toy.models import resolve_model  # the toy package trains its model on first use
+
+        return str(resolve_model(model))
+    return str(Path(model).expanduser()) if model.startswith(("~", "/", ".")) else model

@@ -1,0 +1,115 @@
+"""A transformers model as a teacher: `model.generate`, batched with left padding, CPU or GPU.
+
+    teacher = HFTeacher(TeacherConfig(name="tiny", backend="hf", model="toy://teacher"))
+    teacher.generate([[{"role": "user", "content": "Compute 3 + 4."}]], SamplingParams(n=2, max_tokens=64))
+
+The embedded demo and the tests use it; on GPUs, `backend: vllm` is many times faster.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from distill.teachers.base import Completion, SamplingParams
+from distill.teachers.config import TeacherConfig, resolve_model_path
+from distill.trace import split_reasoning
+
+log = logging.getLogger(__name__)
+
+
+def render_chat(tokenizer: Any, messages: list[dict[str, str]], system_prompt: str | None = None,
+                prefill: str = "") -> str:
+    """The prompt text a chat model sees, with the generation prompt and the prefill.
+
+    The prefill (e.g. '<think>\\n') is added only when the template did not already end with
+    it: R1-Distill and QwQ templates open the thinking themselves.
+    """
+    msgs = list(messages)
+    if system_prompt and not (msgs and msgs[0].get("role") == "system"):
+        msgs.insert(0, {"role": "system", "content": system_prompt})
+    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    if prefill and not text.endswith(prefill) and not text.endswith(prefill.rstrip()):
+        text += prefill
+    return text
+
+
+class HFTeacher:
+    """`AutoModelForCausalLM.generate` over batches of `cfg.batch_size` sequences."""
+
+    def __init__(self, cfg: TeacherConfig):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.cfg = cfg
+        self.name = cfg.label
+        path = resolve_model_path(cfg.model)
+        self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if cfg.dtype == "auto":
+            dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+        else:
+            dtype = getattr(torch, cfg.dtype, None)
+            if not isinstance(dtype, torch.dtype):
+                raise ValueError(f"teacher '{cfg.label}': dtype '{cfg.dtype}' is not a torch dtype; "
+                                 "use auto, bfloat16, float16 or float32")
+        # Left padding: generation appends to the right end of every row, so the prompts must end there.
+        self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left",
+                                                       trust_remote_code=cfg.trust_remote_code)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
+                                                          trust_remote_code=cfg.trust_remote_code)
+        self.model.to(self.device).eval()
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
+        """`params.n` completions per prompt; batches hold about `cfg.batch_size` sequences."""
+        per_batch = max(1, self.cfg.batch_size // params.n)
+        out: list[list[Completion]] = []
+        for start in range(0, len(prompts), per_batch):
+            out.extend(self._generate_batch(prompts[start:start + per_batch], params))
+        return out
+
+    def _generate_batch(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
+        import torch
+
+        texts = [render_chat(self.tokenizer, m, self.cfg.system_prompt, self.cfg.prefill) for m in prompts]
+        # The chat template already wrote any BOS token; adding special tokens again would double it.
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(self.device)
+        kwargs: dict[str, Any] = {"max_new_tokens": params.max_tokens, "num_return_sequences": params.n,
+                                  "pad_token_id": self.tokenizer.pad_token_id,
+                                  "eos_token_id": sorted(self.eos_ids)}
+        if params.temperature > 0:
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if params.stop:
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        kwargs.update(self.cfg.extra_body)  # top_k, repetition_penalty, min_p ...
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        with torch.inference_mode():
+            sequences = self.model.generate(**enc, **kwargs)
+        prompt_len = enc["input_ids"].shape[1]
+        prompt_tokens = enc["attention_mask"].sum(dim=1).tolist()
+        results: list[list[Completion]] = [[] for _ in prompts]
+        for row, seq in enumerate(sequences[:, prompt_len:].tolist()):
+            results[row // params.n].append(self._completion(seq, prompt_tokens[row // params.n], params))
+        return results
+
+    def _completion(self, ids: list[int], prompt_tokens: int, params: SamplingParams) -> Completion:
+        end = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
+        finish = "stop" if end is not None else "length"
+        ids = ids[:end] if end is not None else ids
+        # Keep special tokens: <think> and </think> are special in some tokenizers, and the split needs them.
+        text = self.tokenizer.decode(ids, skip_special_tokens=False)
+        if end is None and params.stop:
+            cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+            if cut >= 0:
+                text, finish = text[:cut], "stop"
+        reasoning, answer, _ = split_reasoning(text)
+        return Completion(reasoning=reasoning, answer=answer, finish_reason=finish, prompt_tokens=int(prompt_tokens),
+                          completion_tokens=len(ids) + (1 if end is not None else 0))

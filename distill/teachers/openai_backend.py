@@ -1,0 +1,221 @@
+"""Any OpenAI-compatible chat server as a teacher: the DeepSeek API, vLLM, SGLang, `transformers serve`.
+
+    cfg = TeacherConfig(name="r1", model="deepseek-reasoner", base_url=["https://api.deepseek.com"],
+                        api_key_env="DEEPSEEK_API_KEY")
+    teacher = OpenAITeacher(cfg)
+    teacher.generate([[{"role": "user", "content": "1+1?"}]], SamplingParams(n=2))
+
+Reasoning comes from `reasoning_content` when the server sends it (DeepSeek's deepseek-reasoner;
+vLLM/SGLang with a reasoning parser send `reasoning_content` or `reasoning`); otherwise it is
+split out of `<think>...</think>` in the content, including the prefilled case where only
+`</think>` appears. With several `base_url`s each request goes to the endpoint with the fewest
+requests in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from distill.teachers.base import Completion, SamplingParams, TeacherError
+from distill.teachers.config import TeacherConfig
+from distill.teachers.retry import RetryPolicy, call_with_retries, parse_retry_after
+from distill.trace import split_reasoning
+
+log = logging.getLogger(__name__)
+
+
+class OpenAITeacher:
+    """OpenAI-compatible chat completions over `openai.AsyncOpenAI`, one request per sample."""
+
+    def __init__(self, cfg: TeacherConfig):
+        self.cfg = cfg
+        self.name = cfg.label
+        self._key = cfg.api_key()  # fails now, naming the variable, rather than at the first request
+        self.policy = RetryPolicy(cfg.max_retries, cfg.backoff, cfg.max_backoff)
+        self._clients: list[Any] = []
+        self._in_flight: list[int] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next = 0
+
+    # ------------------------------------------------------------------ connections
+
+    def _client(self) -> int:
+        """Index of the endpoint to use: fewest requests in flight, ties taken in turn."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            # httpx clients belong to the event loop that made them; each asyncio.run gets new ones.
+            self._open(loop)
+        n = len(self._clients)
+        start = self._next
+        self._next = (self._next + 1) % n
+        return min(((start + i) % n for i in range(n)), key=lambda i: self._in_flight[i])
+
+    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
+        import openai
+
+        # The client keeps 100 idle connections by default; above that each request would reconnect.
+        # Limits is httpx's (or its fork's, by openai version): take the class from openai itself.
+        limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+            max_connections=self.cfg.concurrency + 8, max_keepalive_connections=self.cfg.concurrency + 8)
+        self._clients = [
+            openai.AsyncOpenAI(
+                base_url=url, api_key=self._key, timeout=self.cfg.timeout,
+                max_retries=0,  # our retries (distill.teachers.retry) are the only ones, and are counted
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=self.cfg.timeout),
+            )
+            for url in self.cfg.base_url
+        ]
+        self._in_flight = [0] * len(self._clients)
+        self._loop = loop
+
+    async def aclose(self) -> None:
+        clients, self._clients, self._loop = self._clients, [], None
+        for client in clients:
+            await client.close()
+
+    # ------------------------------------------------------------------ one request
+
+    def request_kwargs(self, messages: list[dict[str, str]], params: SamplingParams) -> dict[str, Any]:
+        """The chat.completions.create arguments for one sample (n=1: one id per request)."""
+        cfg = self.cfg
+        msgs = list(messages)
+        if cfg.system_prompt and not (msgs and msgs[0].get("role") == "system"):
+            msgs.insert(0, {"role": "system", "content": cfg.system_prompt})
+        extra = dict(cfg.extra_body)
+        if cfg.prefill:
+            # vLLM and SGLang continue a final assistant message when asked; the completion then
+            # holds only what follows the prefill (e.g. thinking without its opening <think>).
+            msgs.append({"role": "assistant", "content": cfg.prefill})
+            extra.setdefault("continue_final_message", True)
+            extra.setdefault("add_generation_prompt", False)
+        kwargs: dict[str, Any] = {"model": cfg.model, "messages": msgs, "max_tokens": params.max_tokens,
+                                  "temperature": params.temperature, "top_p": params.top_p}
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if extra:
+            kwargs["extra_body"] = extra
+        return kwargs
+
+    async def acomplete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
+        """One completion; every failure is raised as a classified `TeacherError`."""
+        import openai
+
+        i = self._client()
+        self._in_flight[i] += 1
+        try:
+            response = await self._clients[i].chat.completions.create(**self.request_kwargs(messages, params))
+        except openai.APIStatusError as e:
+            raise self._status_error(e) from None
+        except openai.APITimeoutError:
+            raise TeacherError(f"no answer within {self.cfg.timeout:g} s (timeout)", kind="timeout",
+                               retryable=True) from None
+        except openai.APIConnectionError as e:
+            cause = e.__cause__ or e.__context__
+            detail = f"{type(cause).__name__}: {cause}" if cause else str(e)
+            raise TeacherError(self._redact(f"connection failed ({detail})"), kind="connection",
+                               retryable=True) from None
+        except openai.APIResponseValidationError as e:
+            raise TeacherError(self._redact(f"response is not a chat completion ({e})"), kind="bad_response",
+                               retryable=True) from None
+        except (ValueError, TypeError) as e:  # a 200 whose body is not JSON (JSONDecodeError is a ValueError)
+            raise TeacherError(self._redact(f"malformed response body ({type(e).__name__}: {e})"),
+                               kind="bad_response", retryable=True) from None
+        finally:
+            if i < len(self._in_flight):
+                self._in_flight[i] -= 1
+        return self._completion(response)
+
+    def _completion(self, response: Any) -> Completion:
+        choices = getattr(response, "choices", None)
+        if not choices:
+            # DeepSeek answers with an empty body under load; the client then hands back a str or None.
+            raise TeacherError("response has no choices (empty body)", kind="empty", retryable=True)
+        choice = choices[0]
+        message = choice.message
+        content = message.content or ""
+        extra = getattr(message, "model_extra", None) or {}
+        thinking = extra.get("reasoning_content") or extra.get("reasoning") or ""
+        if not content.strip() and not (isinstance(thinking, str) and thinking.strip()):
+            raise TeacherError("empty content (no answer and no reasoning)", kind="empty", retryable=True)
+        if isinstance(thinking, str) and thinking.strip():
+            reasoning, answer = thinking.strip(), content.strip()
+        else:
+            reasoning, answer, _ = split_reasoning(content)
+        usage = getattr(response, "usage", None)
+        details = getattr(usage, "completion_tokens_details", None) if usage else None
+        raw = {k: v for k, v in (("id", getattr(response, "id", None)), ("model", getattr(response, "model", None)))
+               if v}
+        return Completion(
+            reasoning=reasoning, answer=answer, finish_reason=choice.finish_reason,
+            prompt_tokens=getattr(usage, "prompt_tokens", None) if usage else None,
+            completion_tokens=getattr(usage, "completion_tokens", None) if usage else None,
+            reasoning_tokens=getattr(details, "reasoning_tokens", None) if details else None,
+            raw=raw,
+        )
+
+    def _status_error(self, e: Any) -> TeacherError:
+        status = e.status_code
+        message = self._redact(f"HTTP {status}: {_error_text(e)}")
+        if status == 429:
+            return TeacherError(message, kind="429", retryable=True, retry_after=parse_retry_after(e.response.headers))
+        if status >= 500 or status in (408, 409, 425):
+            return TeacherError(message, kind="5xx" if status >= 500 else str(status), retryable=True,
+                                retry_after=parse_retry_after(e.response.headers))
+        if status in (401, 403):
+            key = f"the key in {self.cfg.api_key_env}" if self.cfg.api_key_env else "no API key (api_key_env is null)"
+            return TeacherError(f"{message}. The server refused {key}; check it is valid for "
+                                f"{', '.join(self.cfg.base_url)}", kind=str(status), fatal=True)
+        if status == 404:
+            return TeacherError(f"{message}. Check `model: {self.cfg.model}` is served at "
+                                f"{', '.join(self.cfg.base_url)} (GET <base_url>/models lists them)",
+                                kind="404", fatal=True)
+        return TeacherError(message, kind=str(status))  # 400, 413, 422: this prompt, not the server
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._key, "***") if self._key and self._key != "EMPTY" else text
+
+    # ------------------------------------------------------------------ Teacher protocol
+
+    def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
+        """`params.n` completions per prompt, `cfg.concurrency` requests in flight, with retries.
+
+        With a seed, sample k gets seed + k so the n samples differ. A sample that still fails
+        after the retries is a Completion with finish_reason 'error' and raw['error'].
+        """
+        return asyncio.run(self._generate(prompts, params))
+
+    async def _generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
+        gate = asyncio.Semaphore(self.cfg.concurrency)
+
+        async def one(messages: list[dict[str, str]], k: int) -> Completion:
+            sample = SamplingParams(**{**params.__dict__, "n": 1,
+                                       "seed": None if params.seed is None else params.seed + k})
+            async with gate:
+                try:
+                    completion, _ = await call_with_retries(lambda: self.acomplete(messages, sample), self.policy)
+                    return completion
+                except TeacherError as e:
+                    if e.fatal:
+                        raise
+                    return Completion(reasoning="", answer="", finish_reason="error",
+                                      raw={"error": str(e), "kind": e.kind})
+
+        try:
+            flat = await asyncio.gather(*(one(m, k) for m in prompts for k in range(params.n)))
+        finally:
+            await self.aclose()
+        return [flat[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+
+
+def _error_text(e: Any) -> str:
+    body = getattr(e, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        msg = err.get("message") if isinstance(err, dict) else err
+        if msg:
+            return str(msg)[:500]
+    return str(getattr(e, "message", e))[:500]

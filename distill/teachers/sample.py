@@ -1,0 +1,586 @@
+"""Stage 1: sample reasoning traces from a teacher into raw.jsonl, resumably.
+
+    make traces TEACHER=r1 PROMPTS=openr1-math ARGS="limit=1000"
+    distill traces --teacher r1 --prompts openr1-math n=4 temperature=0.6
+    distill traces --teacher qwq --prompts numinamath --shard 3/8      # machine 3 of 8
+    distill traces --teacher r1 --prompts aime24 prompts.path=../shared/data/benchmarks/aime24.jsonl
+
+`key=value` arguments go to the teacher config (`model=`, `base_url=`, `concurrency=`, and the
+sampling keys `n=`, `temperature=`, `top_p=`, `max_tokens=`, `seed=`), to the prompt set with a
+`prompts.` prefix (`prompts.split=test`), or to this run (`limit=`, `log_every=`, `allow_mixed=`).
+
+Files in out_dir (out/traces/<teacher>/<prompts>/):
+    raw.jsonl       one Trace per line, appended as each sample finishes
+    failures.jsonl  samples that failed after every retry, with the reason; the next run retries them
+    traces.log      this stage's log
+    run.json        the configs of the latest run (the key's variable name, never its value)
+    summary.json    the summary of the latest run
+
+What holds, because teacher tokens cost money:
+- Rerunning the same command skips every sample already in raw.jsonl and does the rest.
+- kill -9 at any moment loses only the requests in flight, never duplicates: each trace is one
+  `os.write` (distill.trace.JsonlWriter), ids are read back on start, a lock stops two runs
+  writing one folder, and a torn last line is set aside.
+- Prompts are streamed; memory holds only ids (as integers) of finished samples and seen prompts.
+- Every sample ends as a trace or a failure record; nothing is dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import difflib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from distill.config import ConfigError, load_config, to_dict
+from distill.prompts import Prompt, PromptSetConfig, load_prompt_config, load_prompts, parse_shard
+from distill.teachers.base import Completion, SamplingParams, Teacher, TeacherError
+from distill.teachers.config import SAMPLING_KEYS, TeacherConfig, load_teacher_config
+from distill.teachers.retry import RetryPolicy, call_with_retries
+from distill.trace import JsonlWriter, Trace, atomic_jsonl, atomic_write_text, read_jsonl, trace_id
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Settings of one sampling run (not of the teacher or the prompt set)."""
+
+    limit: int | None = None
+    """Sample only the first N prompts (of this shard)."""
+    log_every: float = 30.0
+    """Seconds between progress lines in the log (the bar, on a terminal, updates continuously)."""
+    allow_mixed: bool = False
+    """Allow appending to a raw.jsonl made with a different teacher config (model or sampling)."""
+
+
+RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
+
+
+class SamplingStopped(ConfigError):
+    """The run stopped on purpose (server refuses us, or keeps failing). A ConfigError, so the CLI
+    prints the message instead of a traceback; rerunning the same command resumes."""
+
+
+def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str], list[str]]:
+    """key=value items -> (teacher, prompt set, run) overrides; prompt-set keys carry `prompts.`."""
+    teacher_keys = [f.name for f in dataclasses.fields(TeacherConfig)]
+    teacher: list[str] = []
+    prompts: list[str] = []
+    run_keys: list[str] = []
+    for item in overrides or []:
+        key = item.split("=", 1)[0].strip()
+        if key.startswith("prompts."):
+            prompts.append(item.strip()[len("prompts."):])
+        elif key in RUN_KEYS:
+            run_keys.append(item)
+        elif key.split(".")[0] in teacher_keys or key in SAMPLING_KEYS:
+            teacher.append(item)
+        else:
+            known = [*SAMPLING_KEYS, *RUN_KEYS, *teacher_keys]
+            hint = difflib.get_close_matches(key, known, n=1)
+            prompt_fields = [f.name for f in dataclasses.fields(PromptSetConfig)]
+            if not hint and key in prompt_fields:
+                hint = [f"prompts.{key}"]
+            raise ConfigError(
+                f"unknown key '{key}' in `{item}`.{f' Did you mean {hint[0]!r}?' if hint else ''} Sampling: "
+                f"{', '.join(SAMPLING_KEYS)}; run: {', '.join(RUN_KEYS)}; teacher: {', '.join(teacher_keys)}; "
+                "prompt set: prompts.<key> (prompts.path, prompts.split, ...)")
+    return teacher, prompts, run_keys
+
+
+# ---------------------------------------------------------------------------------------------
+# Bookkeeping
+
+
+@dataclass
+class Stats:
+    prompts: int = 0
+    duplicates: int = 0
+    already_done: int = 0
+    written: int = 0
+    failed: int = 0
+    recovered: int = 0
+    retries: Counter = field(default_factory=Counter)
+    failures_by_kind: Counter = field(default_factory=Counter)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _id_key(tid: str) -> int:
+    """A trace id as an int (12 bytes): a set of a million of these is ~70 MB less than of str."""
+    if len(tid) == 24:
+        try:
+            return int(tid, 16)
+        except ValueError:
+            pass
+    return int.from_bytes(hashlib.sha256(tid.encode()).digest()[:12], "big")
+
+
+def read_done_ids(path: Path) -> set[int]:
+    """Ids of the traces in raw.jsonl, reading only each line's first bytes when it can.
+
+    JsonlWriter writes `{"id": "<24 hex>", ...` first, so the id is at a fixed place; other
+    lines (traces made elsewhere) are parsed. A bad line is logged and its sample redone.
+    """
+    done: set[int] = set()
+    if not path.exists():
+        return done
+    prefix = b'{"id": "'
+    with open(path, "rb") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                break  # JsonlWriter set a torn tail aside before we got here; a racing reader stops
+            if line.startswith(prefix) and line[32:33] == b'"':
+                done.add(_id_key(line[8:32].decode()))
+                continue
+            try:
+                tid = json.loads(line).get("id")
+            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+                tid = None
+            if isinstance(tid, str) and tid:
+                done.add(_id_key(tid))
+            elif line.strip():
+                log.warning("%s:%d: not a trace (no id); its sample, if any, will be redone", path, lineno)
+    return done
+
+
+class Progress:
+    """A tqdm bar on a terminal (done, failed, rate, tokens, ETA), and a log line every `every` s."""
+
+    def __init__(self, total: int | None, every: float):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="sample", dynamic_ncols=True, smoothing=0.05, disable=None,
+                        file=sys.stderr)
+        self.every, self.start, self.last_log = every, time.monotonic(), time.monotonic()
+        self.total = total
+        self.count = 0
+
+    def update(self, stats: Stats, n: int = 1) -> None:
+        self.count += n
+        self.bar.update(n)
+        now = time.monotonic()
+        if now - self.last_log >= 0.5 or self.count == self.total:
+            elapsed = max(now - self.start, 1e-9)
+            self.bar.set_postfix(done=stats.written, failed=stats.failed,
+                                 tok_s=f"{stats.completion_tokens / elapsed:.0f}", refresh=False)
+        if now - self.last_log >= self.every:
+            self.last_log = now
+            elapsed = now - self.start
+            rate = stats.written / elapsed if elapsed else 0.0
+            left = (self.total - self.count) / rate if self.total and rate else None
+            log.info("progress: %d/%s samples (%d written, %d failed, %d already done), %.2f samples/s, "
+                     "%.0f tokens/s, ETA %s", self.count, self.total or "?", stats.written, stats.failed,
+                     stats.already_done, rate, stats.completion_tokens / elapsed if elapsed else 0.0,
+                     f"{left / 60:.1f} min" if left is not None else "?")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+class Sink:
+    """Turns each finished sample into a raw.jsonl line or a failures.jsonl line, and counts."""
+
+    def __init__(self, out_dir: Path, cfg: TeacherConfig, stats: Stats, progress: Progress,
+                 earlier_failures: set[str], redact: Any):
+        self.raw = JsonlWriter(out_dir / "raw.jsonl")
+        self.failures = JsonlWriter(out_dir / "failures.jsonl")
+        self.cfg, self.record, self.stats, self.progress = cfg, cfg.record(), stats, progress
+        self.earlier_failures, self.recovered_ids = earlier_failures, set()
+        self.redact = redact
+        self.consecutive_failures = 0
+        self.last_error = ""
+
+    def messages(self, prompt: Prompt) -> list[dict[str, str]]:
+        """The conversation as the teacher got it (the backends add the same system turn)."""
+        if self.cfg.system_prompt and not (prompt.messages and prompt.messages[0]["role"] == "system"):
+            return [{"role": "system", "content": self.cfg.system_prompt}, *prompt.messages]
+        return prompt.messages
+
+    def ok(self, prompt: Prompt, k: int, tid: str, c: Completion, attempts: int = 1, latency: float | None = None) -> None:
+        if c.finish_reason == "error":  # a backend's generate() gave up on this sample
+            self.fail(prompt, k, tid, str(c.raw.get("error", "error")), str(c.raw.get("kind", "error")), attempts)
+            return
+        meta = dict(prompt.meta)
+        meta["attempts"] = attempts
+        if latency is not None:
+            meta["latency_s"] = round(latency, 3)
+        if c.raw:
+            meta["response"] = c.raw
+        trace = Trace(id=tid, prompt_id=prompt.id, sample_index=k, messages=self.messages(prompt),
+                      reasoning=c.reasoning, answer=c.answer, finish_reason=c.finish_reason,
+                      prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                      reasoning_tokens=c.reasoning_tokens, teacher=self.record, reference=prompt.reference,
+                      task=prompt.task, meta=meta)
+        self.raw.write(trace)
+        self.stats.written += 1
+        self.stats.prompt_tokens += c.prompt_tokens or 0
+        self.stats.completion_tokens += c.completion_tokens or 0
+        if tid in self.earlier_failures:
+            self.recovered_ids.add(tid)
+            self.stats.recovered += 1
+        self.consecutive_failures = 0
+        self.progress.update(self.stats)
+
+    def fail(self, prompt: Prompt, k: int, tid: str, reason: str, kind: str, attempts: int) -> None:
+        reason = self.redact(reason)
+        self.failures.write({"id": tid, "prompt_id": prompt.id, "sample_index": k, "kind": kind, "reason": reason,
+                             "attempts": attempts, "teacher": self.record["name"],
+                             "time": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        self.stats.failed += 1
+        self.stats.failures_by_kind[kind] += 1
+        self.consecutive_failures += 1
+        self.last_error = reason
+        log.warning("sample %s of %s failed after %d attempt(s): %s", k, prompt.id, attempts, reason)
+        self.progress.update(self.stats)
+        if self.consecutive_failures >= self.cfg.max_consecutive_failures:
+            raise SamplingStopped(
+                f"teacher '{self.cfg.label}': the last {self.consecutive_failures} samples all failed after retries "
+                f"(last: {reason}). Stopped rather than fill failures.jsonl; check the server, then rerun the "
+                "same command to resume."
+            )
+
+    def close(self) -> None:
+        self.raw.close()
+        self.failures.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The plan: which (prompt, sample index) pairs still need doing
+
+
+def plan(prompts: Iterable[Prompt], n: int, fingerprint: str,
+         done: set[int]) -> Iterator[tuple[Prompt, list[tuple[int, str]], int]]:
+    """(prompt, [(sample index, trace id) still to do], samples already done), streamed.
+
+    A prompt id seen before in this stream (the same problem twice in a pool) is skipped, so
+    one run can never write one id twice; it comes out with an empty to-do list and -1 done.
+    """
+    seen: set[int] = set()
+    for p in prompts:
+        h = int.from_bytes(hashlib.sha256(p.id.encode()).digest()[:8], "big")
+        if h in seen:
+            yield p, [], -1
+            continue
+        seen.add(h)
+        todo = [(k, tid) for k in range(n) if _id_key(tid := trace_id(p.id, k, fingerprint)) not in done]
+        yield p, todo, n - len(todo)
+
+
+def _take(it: Iterator[Any], size: int) -> list[Any]:
+    return list(islice(it, size))
+
+
+def _account(stats: Stats, progress: Progress, already: int) -> None:
+    if already < 0:
+        stats.duplicates += 1
+        return
+    stats.prompts += 1
+    if already:
+        stats.already_done += already
+        progress.update(stats, already)
+
+
+async def sample_async(teacher: Any, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]], sink: Sink,
+                       cfg: TeacherConfig, params: SamplingParams) -> None:
+    """Keep `cfg.concurrency` requests in flight; each sample is one request with its own retries."""
+    policy = RetryPolicy(cfg.max_retries, cfg.backoff, cfg.max_backoff)
+    queue: asyncio.Queue = asyncio.Queue(maxsize=cfg.concurrency)
+    stats = sink.stats
+
+    def on_retry(e: TeacherError, attempt: int, wait: float) -> None:
+        stats.retries[e.kind] += 1
+        log.debug("retry %d after %s (%s), waiting %.2f s", attempt, e.kind, sink.redact(str(e)), wait)
+
+    async def produce() -> None:
+        while True:
+            # The prompt stream may block on the network (hub streaming): read it off the event loop.
+            chunk = await asyncio.to_thread(_take, work, 64)
+            if not chunk:
+                break
+            for prompt, todo, already in chunk:
+                _account(stats, sink.progress, already)
+                for k, tid in todo:
+                    await queue.put((prompt, k, tid))
+        for _ in range(cfg.concurrency):
+            await queue.put(None)
+
+    async def worker() -> None:
+        while (item := await queue.get()) is not None:
+            prompt, k, tid = item
+            one = dataclasses.replace(params, n=1, seed=None if params.seed is None else params.seed + k)
+            start = time.monotonic()
+            try:
+                completion, attempts = await call_with_retries(
+                    lambda: teacher.acomplete(prompt.messages, one), policy, on_retry)
+            except TeacherError as e:
+                if e.fatal:
+                    raise SamplingStopped(
+                        f"teacher '{cfg.label}': {sink.redact(str(e))}. Nothing else was sent; fix this and rerun "
+                        "the same command to resume.") from None
+                sink.fail(prompt, k, tid, str(e), e.kind, getattr(e, "attempts", 1))
+                continue
+            sink.ok(prompt, k, tid, completion, attempts, time.monotonic() - start)
+
+    tasks = [asyncio.ensure_future(produce())] + [asyncio.ensure_future(worker()) for _ in range(cfg.concurrency)]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await teacher.aclose()
+
+
+def sample_batches(teacher: Teacher, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]], sink: Sink,
+                   cfg: TeacherConfig, params: SamplingParams) -> None:
+    """Local engines: gather about `cfg.batch_size` sequences, one generate call per batch."""
+    batch: list[tuple[Prompt, list[tuple[int, str]]]] = []
+    size = 0
+    for prompt, todo, already in work:
+        _account(sink.stats, sink.progress, already)
+        if todo:
+            batch.append((prompt, todo))
+            size += len(todo)
+        if size >= cfg.batch_size:
+            _run_batch(teacher, batch, sink, params)
+            batch, size = [], 0
+    if batch:
+        _run_batch(teacher, batch, sink, params)
+
+
+def _run_batch(teacher: Teacher, batch: list[tuple[Prompt, list[tuple[int, str]]]], sink: Sink,
+               params: SamplingParams) -> None:
+    # One generate call per distinct number of samples still to do (after a resume it varies).
+    by_n: dict[int, list[tuple[Prompt, list[tuple[int, str]]]]] = {}
+    for prompt, todo in batch:
+        by_n.setdefault(len(todo), []).append((prompt, todo))
+    for n, group in by_n.items():
+        _generate_halving(teacher, group, dataclasses.replace(params, n=n), sink)
+
+
+def _generate_halving(teacher: Teacher, group: list[tuple[Prompt, list[tuple[int, str]]]],
+                      params: SamplingParams, sink: Sink) -> None:
+    """Generate; if the batch fails (out of memory, one bad prompt), halve it until one prompt fails alone."""
+    start = time.monotonic()
+    try:
+        results = teacher.generate([p.messages for p, _ in group], params)
+    except Exception as e:  # noqa: BLE001 - whatever the engine raised, the other prompts should still run
+        if len(group) > 1:
+            log.warning("a batch of %d prompts failed (%s: %s); retrying it in halves", len(group), type(e).__name__, e)
+            half = len(group) // 2
+            _generate_halving(teacher, group[:half], params, sink)
+            _generate_halving(teacher, group[half:], params, sink)
+            return
+        for k, tid in group[0][1]:
+            sink.fail(group[0][0], k, tid, f"{type(e).__name__}: {e}", type(e).__name__, 1)
+        return
+    latency = (time.monotonic() - start) / max(1, len(group))
+    for (prompt, todo), completions in zip(group, results):
+        for (k, tid), completion in zip(todo, completions):
+            sink.ok(prompt, k, tid, completion, 1, latency)
+
+
+# ---------------------------------------------------------------------------------------------
+# Run
+
+
+class _Redact(logging.Filter):
+    def __init__(self, secret: str):
+        super().__init__()
+        self.secret = secret
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.secret in message:
+            record.msg, record.args = message.replace(self.secret, "***"), None
+        return True
+
+
+@dataclass
+class _Lock:
+    """One `distill traces` per output folder: two would sample the same ids and duplicate them."""
+
+    path: Path
+    fd: int = -1
+
+    def __enter__(self) -> _Lock:
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            other = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
+            os.close(self.fd)
+            raise ConfigError(f"another `distill traces` (pid {other or '?'}) is writing to {self.path.parent}; "
+                              "wait for it to finish or stop it (a second run would duplicate samples)") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        os.close(self.fd)  # closing releases the flock; the kernel does the same on kill -9
+
+
+def _check_same_teacher(out_dir: Path, cfg: TeacherConfig, allow_mixed: bool) -> None:
+    previous = out_dir / "run.json"
+    raw = out_dir / "raw.jsonl"
+    if allow_mixed or not previous.exists() or not raw.exists() or raw.stat().st_size == 0:
+        return
+    try:
+        before = json.loads(previous.read_text())["teacher"]
+    except (json.JSONDecodeError, KeyError, OSError):
+        return
+    if before.get("fingerprint") != cfg.fingerprint():
+        now = cfg.record()
+        changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in ("model", "backend", "sampling", "system_prompt",
+                                                                       "prefill", "extra_body")
+                   if before.get(k) != now.get(k)]
+        raise ConfigError(
+            f"{raw} holds traces from another teacher config ({'; '.join(changed) or 'fingerprint differs'}). "
+            "Mixing them in one file mixes distributions: use another --out, or pass allow_mixed=true"
+        )
+
+
+def _compact_failures(path: Path, resolved: set[str]) -> int:
+    """Keep the latest failure of each sample that is still missing; return how many remain."""
+    if not path.exists():
+        return 0
+    latest: dict[str, dict[str, Any]] = {}
+    for _, record in read_jsonl(path):
+        if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"] not in resolved:
+            latest[record["id"]] = record
+    with atomic_jsonl(path) as w:
+        for record in latest.values():
+            w.write(record)
+    return len(latest)
+
+
+def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConfig, out_dir: str | Path,
+        shard: str | tuple[int, int] | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Sample `n` traces per prompt into out_dir/raw.jsonl; return (and print) the summary."""
+    # ---- Configs: fail on a bad key, a missing API key or a bad shard before any work
+    teacher_ov, prompt_ov, run_ov = split_overrides(overrides)
+    tcfg = load_teacher_config(teacher, teacher_ov)
+    pcfg = load_prompt_config(prompts, prompt_ov)
+    rcfg = load_config(RunConfig, {}, run_ov)
+    shard_pair = parse_shard(shard)
+    secret = tcfg.api_key() if tcfg.backend == "openai" else "EMPTY"
+    stream = load_prompts(pcfg, limit=rcfg.limit, shard=shard_pair)
+    params = tcfg.sampling
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def redact(text: str) -> str:
+        return text.replace(secret, "***") if secret and secret != "EMPTY" else text
+
+    # ---- Logging: a file log of this stage, with the key scrubbed from every handler's output
+    for noisy in ("httpx", "httpx2", "openai", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)  # one INFO line per request otherwise
+    file_log = logging.FileHandler(out_dir / "traces.log")
+    file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    handlers = [file_log, *root.handlers]
+    scrub = _Redact(secret) if secret != "EMPTY" else None
+    if scrub:
+        for h in handlers:
+            h.addFilter(scrub)
+    root.addHandler(file_log)
+    if root.level > logging.INFO or root.level == logging.NOTSET:
+        root.setLevel(logging.INFO)
+
+    stats = Stats()
+    started = time.time()
+    summary: dict[str, Any] = {}
+    try:
+        with _Lock(out_dir / ".lock"):
+            _check_same_teacher(out_dir, tcfg, rcfg.allow_mixed)
+            atomic_write_text(out_dir / "run.json", json.dumps({
+                "teacher": {**tcfg.record(), "api_key_env": tcfg.api_key_env, "endpoints": len(tcfg.base_url),
+                            "concurrency": tcfg.concurrency, "timeout": tcfg.timeout, "max_retries": tcfg.max_retries},
+                "prompts": to_dict(pcfg), "shard": list(shard_pair) if shard_pair else None,
+                "run": to_dict(rcfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            }, indent=2, ensure_ascii=False) + "\n")
+
+            # ---- Resume state: open the writers first (they set aside a torn last line), then read ids
+            earlier_failures = {r["id"] for _, r in read_jsonl(out_dir / "failures.jsonl")
+                                if isinstance(r.get("id"), str)} if (out_dir / "failures.jsonl").exists() else set()
+            total = stream.total * params.n if stream.total is not None else None
+            progress = Progress(total, rcfg.log_every)
+            sink = Sink(out_dir, tcfg, stats, progress, earlier_failures, redact)
+            done = read_done_ids(out_dir / "raw.jsonl")
+            log.info("sampling %s x %d from teacher '%s' (%s, %s) into %s: %d samples already there%s",
+                     pcfg.name, params.n, tcfg.label, tcfg.backend, tcfg.model, out_dir, len(done),
+                     f", retrying {len(earlier_failures)} earlier failures" if earlier_failures else "")
+
+            # ---- Sample
+            try:
+                work = plan(stream, params.n, tcfg.fingerprint(), done)
+                from distill.teachers import load_teacher
+
+                backend = load_teacher(tcfg)
+                if hasattr(backend, "acomplete"):
+                    asyncio.run(sample_async(backend, work, sink, tcfg, params))
+                else:
+                    sample_batches(backend, work, sink, tcfg, params)
+            finally:
+                sink.close()
+                progress.close()
+                resolved = {tid for tid in earlier_failures if _id_key(tid) in done} | sink.recovered_ids
+                remaining = _compact_failures(out_dir / "failures.jsonl", resolved)
+                summary = _summary(tcfg, pcfg, out_dir, shard_pair, stats, len(done), remaining,
+                                   time.time() - started)
+                atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+                print(_format_summary(summary), flush=True)
+                for line in _format_summary(summary).splitlines():
+                    log.info("%s", line)
+    finally:
+        root.removeHandler(file_log)
+        file_log.close()
+        if scrub:
+            for h in handlers:
+                h.removeFilter(scrub)
+    return summary
+
+
+def _summary(tcfg: TeacherConfig, pcfg: PromptSetConfig, out_dir: Path, shard: tuple[int, int] | None, stats: Stats,
+             before: int, failures_left: int, wall: float) -> dict[str, Any]:
+    return {
+        "teacher": tcfg.label, "model": tcfg.model, "backend": tcfg.backend, "prompts": pcfg.name,
+        "shard": f"{shard[0]}/{shard[1]}" if shard else None, "samples_per_prompt": tcfg.sampling.n,
+        "out_dir": str(out_dir), "prompts_seen": stats.prompts, "duplicate_prompts": stats.duplicates,
+        "already_done": stats.already_done, "written": stats.written, "failed": stats.failed,
+        "recovered_failures": stats.recovered, "failures_left": failures_left,
+        "traces_in_file": before + stats.written, "retries": dict(stats.retries),
+        "failures_by_kind": dict(stats.failures_by_kind), "prompt_tokens": stats.prompt_tokens,
+        "completion_tokens": stats.completion_tokens, "wall_s": round(wall, 2),
+        "samples_per_s": round(stats.written / wall, 3) if wall > 0 else None,
+    }
+
+
+def _format_summary(s: dict[str, Any]) -> str:
+    retries = ", ".join(f"{k} x{v}" for k, v in sorted(s["retries"].items())) or "none"
+    lines = [
+        f"traces: {s['prompts_seen']} prompts x {s['samples_per_prompt']} from {s['teacher']} -> {s['out_dir']}/raw.jsonl"
+        + (f" (shard {s['shard']})" if s["shard"] else ""),
+        f"  this run: {s['written']} written, {s['failed']} failed, {s['already_done']} already done, "
+        f"{s['duplicate_prompts']} duplicate prompts skipped; raw.jsonl now holds {s['traces_in_file']}",
+        f"  tokens: {s['prompt_tokens']:,} prompt, {s['completion_tokens']:,} completion; "
+        f"{s['samples_per_s'] or 0:.2f} samples/s over {s['wall_s']:.1f} s; retries: {retries}",
+    ]
+    if s["failures_left"]:
+        lines.append(f"  {s['failures_left']} samples failed (failures.jsonl, with reasons): rerun the same command "
+                     "to retry them")
+    return "\n".join(lines)
