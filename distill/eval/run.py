@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
-from distill.eval.config import EvalConfig
+from distill.config import ConfigError, load_config, load_yaml, menu_path, merge, to_dict
+from distill.eval.config import DEFAULT_K, EvalConfig
 from distill.eval.report import build_report, markdown, plot, table
 from distill.eval.results import ResultStore, evaluate, run_key
 from distill.prompts import Prompt, load_prompts
@@ -65,7 +65,8 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
     section = preset.get("eval") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{preset_path}: key 'eval' must be a mapping of EvalConfig keys, got {section!r:.60}")
-    cfg = load_config(EvalConfig, section, overrides)
+    # Start from the default k table so `k.aime24=16` changes one entry instead of replacing them all.
+    cfg = load_config(EvalConfig, merge({"k": dict(DEFAULT_K)}, section), overrides)
     out_dir = Path(out_dir)
     params = sampling_params(cfg)
 
