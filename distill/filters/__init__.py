@@ -32,7 +32,7 @@ from distill.filters.text import Language, Readability, Repetition
 __all__ = [
     "FILTERS", "R1_RECIPE", "TraceFilter", "FilterReport", "apply_filters",
     "Finished", "ThinkFormat", "MathCorrect", "Length", "Language", "Repetition", "Readability",
-    "Dedup", "Decontaminate", "Select", "CodeCorrect",
+    "Dedup", "Decontaminate", "Select",
 ]
 
 

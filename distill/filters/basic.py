@@ -59,7 +59,9 @@ class ThinkFormat(TraceFilter):
                 return f"unclosed reasoning: no {close_tag!r} (truncated or never finished thinking)"
             trace.reasoning, trace.answer = reasoning, answer
         if not trace.reasoning.strip():
-            return "empty reasoning: no reasoning block before the answer"
+            if trace.reasoning or self.think[0] in trace.answer:
+                return "empty reasoning: the reasoning block holds nothing"
+            return f"no reasoning block: no {open_tag}...{close_tag} before the answer"
         for tag in (open_tag, close_tag):
             if tag in trace.reasoning:
                 return f"several reasoning blocks: {tag!r} inside the reasoning"

@@ -146,13 +146,15 @@ class Repetition(TraceFilter):
     max_ngram_dup: float = 0.5
 
     def check(self, trace: Trace) -> str | None:
+        for part in ("reasoning", "answer"):  # a loop cut by max_tokens ends the reasoning, not the trace
+            words = getattr(trace, part).split()
+            period, span = repeated_tail(words, self.tail_repeats, self.min_tail_words, self.tail_window)
+            if period:
+                block = " ".join(words[-period:])
+                return (f"looping tail: the last {span} words of the {part} repeat a {period}-word block "
+                        f"{span / period:.1f} times: {block[:80]!r}")
         text = f"{trace.reasoning}\n\n{trace.answer}"
         words = text.split()
-        period, span = repeated_tail(words, self.tail_repeats, self.min_tail_words, self.tail_window)
-        if period:
-            block = " ".join(words[-period:])
-            return (f"looping tail: the last {span} words repeat a {period}-word block "
-                    f"{span / period:.1f} times: {block[:80]!r}")
         units: collections.Counter[str] = collections.Counter()
         for line in text.splitlines():
             line = line.strip()
@@ -178,7 +180,9 @@ class Repetition(TraceFilter):
 # ---------------------------------------------------------------------------------------------
 # Readability
 
-_FENCE = re.compile(r"^\s*```", re.MULTILINE)
+_FENCED = re.compile(r"^[ \t]*```[ \t]*([\w+#-]*)[^\n]*\n(.*?)^[ \t]*```", re.MULTILINE | re.DOTALL)
+_CODE_LANGS = {"python", "py", "python3", "c", "cpp", "c++", "java", "javascript", "js", "ts", "typescript",
+               "bash", "sh", "shell", "go", "rust", "ruby", "julia", "matlab", "r", "sql", "sage", "mathematica"}
 _CODE_LINE = re.compile(
     r"^\s*(?:def \w+\(.*\):|import \w+|from [\w.]+ import |for \w+ in range\(|while .*:$|print\(|return\b|class \w+)",
     re.MULTILINE,
@@ -191,8 +195,10 @@ class Readability(TraceFilter):
 
     A paragraph is text between blank lines; one longer than `max_paragraph_words` is a wall of
     text a student learns to imitate (finished Sky-T1 traces stay under 160 words). Code counts
-    as a fenced block or `min_code_lines` lines that read as Python, and only for math traces:
-    code belongs in code traces.
+    as a fenced block tagged with a programming language or holding a line of code, or
+    `min_code_lines` lines that read as Python, and only for math traces: code belongs in code
+    traces. An untagged fence around a long division or a column sum is layout, not code
+    (gemma-2 writes those on MATH-500), and is kept.
     """
 
     name: ClassVar[str] = "readability"
@@ -208,8 +214,9 @@ class Readability(TraceFilter):
             if n > self.max_paragraph_words:
                 return f"long paragraph: {n} words > {self.max_paragraph_words}: {para.strip()[:60]!r}"
         if trace.task == "math" and not self.code_in_math:
-            if _FENCE.search(text):
-                return "code block in math reasoning: a ``` fence"
+            for lang, body in _FENCED.findall(text):
+                if lang.lower() in _CODE_LANGS or _CODE_LINE.search(body):
+                    return f"code block in math reasoning: a ```{lang} block"
             lines = _CODE_LINE.findall(text)
             if len(lines) >= self.min_code_lines:
                 return f"code block in math reasoning: {len(lines)} lines of Python, e.g. {lines[0].strip()[:40]!r}"

@@ -9,7 +9,7 @@ boxes a guess while thinking and then states something else has answered the som
 1. the content of the last `\\boxed{}` (or `\\fbox{}`, `\\framebox{}`), nested boxes unwrapped;
 2. else the text after the last "final answer is" / "answer is" / "Answer:";
 3. else the last `$...$`, `\\(...\\)` or `\\[...\\]` of the answer;
-4. else the whole answer when it is short (a bare "42").
+4. else the whole answer when it is a bare value ("42", "\\frac12"), not a short sentence.
 
 The extracted text is wrapped in `\\boxed{}` and parsed by math-verify, which then compares it
 with the gold answer symbolically and numerically. A gold answer is wrapped in `$...$` when bare:
@@ -101,7 +101,8 @@ def extract_answer(answer_text: str) -> tuple[str | None, str]:
         if content:
             return content, "last_math"
     stripped = answer_text.strip().rstrip(".")
-    if stripped and len(stripped) <= _SHORT_ANSWER:
+    # A bare short answer ("42", "\\frac12", "Evelyn"), not a short sentence ("I could not finish").
+    if stripped and len(stripped) <= _SHORT_ANSWER and (re.search(r"[\d\\]", stripped) or len(stripped.split()) <= 2):
         return stripped, "whole"
     return None, "none"
 

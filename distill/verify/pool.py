@@ -75,12 +75,13 @@ def imap_chunks(
     on_lost: Callable[[T, str], R],
     initializer: Callable[..., None] | None = None,
     initargs: tuple = (),
+    grace: float = 5.0,
 ) -> Iterator[list[R]]:
     """Yield `fn(chunk)` for each chunk, in input order, computed by `workers` processes.
 
     `fn` must be a module-level function (it runs in another process). At most `2 * workers`
     chunks are in flight, so a long input streams with bounded memory. A chunk whose worker is
-    killed (it ran past `item_deadline * len(chunk)` seconds) or dies is redone one item at a
+    killed (it ran past `item_deadline * len(chunk) + grace` seconds) or dies is redone one item at a
     time; an item that is lost again becomes `on_lost(item, why)`.
     With `workers == 0` everything runs inline in this process (the initializer too).
     """
@@ -97,11 +98,11 @@ def imap_chunks(
         pending: collections.deque = collections.deque()
         try:
             for chunk in chunks:
-                pending.append((chunk, pool.schedule(fn, args=(chunk,), timeout=item_deadline * len(chunk) + 5)))
+                pending.append((chunk, pool.schedule(fn, args=(chunk,), timeout=item_deadline * len(chunk) + grace)))
                 while len(pending) >= 2 * workers:
-                    yield _collect(pool, fn, *pending.popleft(), item_deadline, on_lost)
+                    yield _collect(pool, fn, *pending.popleft(), item_deadline + grace, on_lost)
             while pending:
-                yield _collect(pool, fn, *pending.popleft(), item_deadline, on_lost)
+                yield _collect(pool, fn, *pending.popleft(), item_deadline + grace, on_lost)
         finally:
             for _, future in pending:
                 future.cancel()
@@ -109,7 +110,7 @@ def imap_chunks(
             pool.join()
 
 
-def _collect(pool: Any, fn: Callable, chunk: list, future: Any, item_deadline: float, on_lost: Callable) -> list:
+def _collect(pool: Any, fn: Callable, chunk: list, future: Any, deadline: float, on_lost: Callable) -> list:
     from pebble import ProcessExpired
 
     try:
@@ -117,13 +118,13 @@ def _collect(pool: Any, fn: Callable, chunk: list, future: Any, item_deadline: f
     except (FutureTimeout, ProcessExpired):
         pass
     # Redo the chunk one item per task so only the item that hangs (or crashes the worker) is lost.
-    singles = [pool.schedule(fn, args=([item],), timeout=item_deadline + 5) for item in chunk]
+    singles = [pool.schedule(fn, args=([item],), timeout=deadline) for item in chunk]
     out = []
     for item, single in zip(chunk, singles):
         try:
             out.extend(single.result())
         except FutureTimeout:
-            out.append(on_lost(item, f"killed after {item_deadline + 5:g}s (hung outside Python)"))
+            out.append(on_lost(item, f"killed after {deadline:g}s (hung outside Python)"))
         except ProcessExpired as e:
             out.append(on_lost(item, f"worker died ({e})"))
     return out
