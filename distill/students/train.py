@@ -1,0 +1,493 @@
+"""Stage 3: fine-tune a student on clean.jsonl with TRL; resumable, multi-GPU, multi-node.
+
+    make student SIZE=7b                                   # students/7b.yaml on traces/<teacher>/<prompts>/clean.jsonl
+    make student SIZE=tiny ARGS="learning_rate=1e-3"       # key=value overrides any preset key
+    make student SIZE=70b NODES=4 GPUS=8                   # on each node, with NODE_RANK and MASTER_ADDR set
+    python -m distill.students.train --size 7b --data my/clean.jsonl --out-dir out/students/7b
+
+Output, out/students/<size>/: checkpoints/ (every save_steps; a rerun resumes from the last
+complete one), final/ (model, tokenizer with the serving template, generation config whose eos
+is the end-of-turn token), adapter/ (LoRA runs), run.json (the record) and card.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from distill.config import ConfigError, to_dict
+from distill.students.card import read_record, write_card, write_record
+from distill.students.config import StudentConfig, load_student_config
+from distill.students.launch import format_command, launch_command, node_rank_and_master
+
+log = logging.getLogger(__name__)
+
+# Keys that may change between a run and its resumption without changing what is trained.
+RUN_CONTROL_KEYS = {
+    "save_steps", "save_total_limit", "logging_steps", "report_to", "dataset_num_proc", "torch_threads",
+    "eval_callback", "overwrite", "dry_run", "token_metrics", "nodes", "gpus_per_node",
+    "per_device_batch_size", "gradient_accumulation_steps",
+}
+CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
+
+
+def resolve_base(name: str) -> str:
+    """toy://<name> -> the embedded model dir (built on first use); anything else as given."""
+    if name.startswith("toy://"):
+        from distill.toy.models import resolve_model  # imported lazily: builds a model on first use
+
+        return str(resolve_model(name))
+    return os.path.expanduser(name)
+
+
+def is_distributed_child() -> bool:
+    """True inside a process started by accelerate/torchrun for a multi-process job."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def last_complete_checkpoint(folder: Path) -> Path | None:
+    """The newest checkpoint-N with trainer_state.json (written last by the Trainer); a torn save is skipped."""
+    if not folder.is_dir():
+        return None
+    found = sorted(((int(m.group(1)), p) for p in folder.iterdir()
+                    if p.is_dir() and (m := CHECKPOINT_RE.match(p.name))), reverse=True)
+    for step, path in found:
+        if (path / "trainer_state.json").exists():
+            return path
+        log.warning("%s: incomplete checkpoint (killed while saving?), skipped", path)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# run(): the entry point distill/cli.py calls
+
+
+def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: int | None = None,
+        overrides: list[str] | None = None) -> Path | None:
+    """Train students/<size>.yaml on `data` into `out_dir`; returns out_dir/final (None on a dry run).
+
+    One device: trains in this process. More: starts the accelerate launch for this node and waits.
+    A rerun resumes from the last checkpoint; a finished run only refreshes card.md.
+    """
+    cfg, preset = load_student_config(size, overrides, nodes, gpus)
+    out_dir, data = Path(out_dir), Path(data)
+    if is_distributed_child():
+        return train(cfg, data, out_dir, preset=preset, size=str(size))
+
+    cpu = _no_cuda()
+    if cfg.devices > 1 and cpu and cfg.parallelism != "ddp":
+        raise ConfigError(
+            f"{preset}: assumes {cfg.nodes} node(s) x {cfg.gpus_per_node} GPUs with {cfg.parallelism}, and this machine "
+            f"has no CUDA GPU. Run it on GPU machines, or try the pipeline on CPU with SIZE=tiny")
+    command = None
+    if cfg.devices > 1:
+        rank, master = node_rank_and_master()
+        command = launch_command(cfg, size=preset, data=data, out_dir=out_dir, overrides=overrides, cpu=cpu,
+                                 machine_rank=rank, main_process_ip=master)
+    if cfg.dry_run:
+        print(f"preset: {preset}\nglobal batch: {cfg.per_device_batch_size} per device x "
+              f"{cfg.gradient_accumulation_steps} accumulation x {cfg.devices} devices\n"
+              f"launch: {format_command(command) if command else 'in this process (one device)'}")
+        return None
+
+    final = out_dir / "final"
+    if _finished(out_dir) and not cfg.overwrite:
+        log.info("%s is already trained; refreshing card.md (overwrite=true to train again)", final)
+        write_card(out_dir)
+        return final
+    prepare_run_dir(cfg, data, out_dir, preset, size=str(size), launch=format_command(command) if command else None)
+    if command is None:
+        return train(cfg, data, out_dir, preset=preset, size=str(size))
+
+    log.info("launching %d processes on this node: %s", cfg.gpus_per_node, format_command(command))
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(cfg.torch_threads or 1))
+    result = subprocess.run(command, env=env)
+    if result.returncode != 0:
+        raise RuntimeError(f"training processes failed (exit {result.returncode}); rerun the same command to resume "
+                           f"from the last checkpoint in {out_dir / 'checkpoints'}")
+    return final
+
+
+def _no_cuda() -> bool:
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+def _finished(out_dir: Path) -> bool:
+    return (out_dir / "final" / "config.json").exists() and bool(read_record(out_dir).get("results"))
+
+
+def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path, size: str,
+                    launch: str | None) -> None:
+    """Start over on overwrite; else refuse to resume checkpoints made with another recipe or other data."""
+    from distill.students.data import file_sha256
+
+    if not data.exists():
+        raise ConfigError(f"{data}: no such file. Run `make traces` and `make filter` first, or pass --data PATH")
+    if cfg.overwrite:
+        for name in ("checkpoints", "final", "adapter", "run.json", "card.md"):
+            p = out_dir / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    sha = file_sha256(data)
+    record = read_record(out_dir)
+    if last_complete_checkpoint(out_dir / "checkpoints") is not None and record.get("config"):
+        old, new = record["config"], to_dict(cfg)
+        changed = sorted(k for k in set(old) | set(new) if k not in RUN_CONTROL_KEYS and old.get(k) != new.get(k))
+        if record.get("data_sha256") not in (None, sha):
+            changed.append(f"data (sha256 {record['data_sha256'][:12]} -> {sha[:12]})")
+        if changed:
+            detail = ", ".join(c if c.startswith("data") else f"{c}: {old.get(c)!r} -> {new.get(c)!r}" for c in changed)
+            raise ConfigError(
+                f"{out_dir} holds checkpoints of another run ({detail}); resuming would mix two recipes. "
+                f"Pass overwrite=true to start over, or --out elsewhere")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_record(out_dir, {"size": Path(size).stem, "preset": str(preset), "config": to_dict(cfg),
+                           "data_sha256": sha, "launch": launch or "in-process"})
+
+
+# ---------------------------------------------------------------------------------------------
+# train(): one process of the job (all of it on one device)
+
+
+def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str = "", size: str = "",
+          callbacks: list | None = None) -> Path:
+    """Tokenise, build the TRL trainer, train (resuming), save final/ and card.md; returns out_dir/final."""
+    import torch
+    from accelerate import PartialState
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from distill.students.data import build_dataset
+    from distill.students.templates import get_format, prepare_tokenizer, set_stop_tokens
+
+    started = time.time()
+    out_dir, data = Path(out_dir), Path(data)
+    cpu = not torch.cuda.is_available()
+    if cfg.torch_threads:
+        torch.set_num_threads(cfg.torch_threads)
+
+    ######################
+    # Tokenizer and template
+    ######################
+    base = resolve_base(cfg.base)
+    fmt = get_format(cfg.template)
+    tokenizer = AutoTokenizer.from_pretrained(base, revision=cfg.revision)
+    base_eos = prepare_tokenizer(tokenizer, fmt, where=cfg.base)
+    tokenizer.padding_side = "right"
+
+    ######################
+    # Data: tokenise with assistant masks; drop (and count) traces longer than max_length
+    ######################
+    state = PartialState(cpu=cpu)
+    with state.main_process_first():
+        dataset, stats = build_dataset(data, tokenizer, cfg.max_length, num_proc=cfg.dataset_num_proc,
+                                       cache_dir=out_dir / "cache", keep_text=cfg.kd != "none")
+
+    ######################
+    # Training arguments (before the model: under ZeRO-3 they make from_pretrained load sharded)
+    ######################
+    common = training_arguments(cfg, out_dir, cpu=cpu, world_size=state.num_processes)
+
+    if cfg.kd == "none":
+        from trl import SFTConfig
+
+        # Rows are already tokenised and length-checked, so SFTTrainer only builds labels from
+        # assistant_masks (-100 elsewhere). max_length matters only for packing, where it is the row size.
+        args = SFTConfig(**common, max_length=cfg.max_length if cfg.packing else None, packing=cfg.packing,
+                         packing_strategy="bfd", dataset_num_proc=cfg.dataset_num_proc)
+
+    ######################
+    # Model: the base with its context raised where the preset says so
+    ######################
+    model_config = AutoConfig.from_pretrained(base, revision=cfg.revision)
+    apply_context_overrides(model_config, cfg)
+    dtype = torch.bfloat16 if cfg.bf16 and not cpu and (cfg.lora or cfg.parallelism.startswith("zero3")) else torch.float32
+    model_kwargs: dict[str, Any] = {"config": model_config, "revision": cfg.revision, "dtype": dtype}
+    if cfg.attn_implementation:
+        model_kwargs["attn_implementation"] = cfg.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
+    stop_ids = set_stop_tokens(model, tokenizer, base_eos)
+    log.info("student %s: %.2fM parameters, eos %s (%s), context %d", cfg.base,
+             sum(p.numel() for p in model.parameters()) / 1e6, tokenizer.eos_token, stop_ids,
+             model_config.max_position_embeddings)
+
+    peft_config = None
+    if cfg.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                                 target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
+
+    callbacks = list(callbacks or [])
+    if cfg.eval_callback:
+        from distill.eval.callback import EvalCallback  # issue 7's callback, only when the preset asks for it
+
+        callbacks.append(EvalCallback(tokenizer, **cfg.eval_callback))
+
+    ######################
+    # Trainer
+    ######################
+    if cfg.kd == "none":
+        trainer = make_sft_trainer(cfg, model=model, args=args, dataset=dataset, tokenizer=tokenizer,
+                                   peft_config=peft_config, callbacks=callbacks)
+    else:
+        from distill.students.kd import build_kd_trainer, load_teacher
+
+        teacher = load_teacher(cfg.kd_teacher, model, tokenizer, dtype, cfg.attn_implementation)
+        trainer = build_kd_trainer(cfg.kd, model=model, teacher=teacher, tokenizer=tokenizer, dataset=dataset,
+                                   common=common, beta=cfg.kd_beta, temperature=cfg.kd_temperature,
+                                   max_length=cfg.max_length, max_completion_length=cfg.kd_max_completion_length,
+                                   peft_config=peft_config, callbacks=callbacks)
+
+    ######################
+    # Training loop (resumes from the last complete checkpoint)
+    ######################
+    resume = last_complete_checkpoint(out_dir / "checkpoints")
+    if resume is not None:
+        log.info("resuming from %s", resume)
+    output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    fingerprints = replica_fingerprints(trainer, cfg)
+
+    ######################
+    # Save final model, tokenizer with the serving template, record and card
+    ######################
+    final = out_dir / "final"
+    save_final(trainer, cfg, tokenizer, fmt, base, model_config, out_dir)
+    if trainer.is_world_process_zero():
+        losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+        record = read_record(out_dir)
+        record.update({
+            "size": record.get("size") or Path(size or cfg.base).stem,
+            "preset": record.get("preset") or str(preset),
+            "config": to_dict(cfg),
+            "data": stats.to_dict(),
+            "data_sha256": stats.sha256,
+            "filters": _filter_report(data),
+            "results": {
+                "final_loss": losses[-1] if losses else None,
+                "first_loss": losses[0] if losses else None,
+                "mean_train_loss": output.training_loss,
+                "optimizer_steps": trainer.state.global_step,
+                "epochs": round(trainer.state.epoch or 0.0, 3),
+                "train_runtime_s": round(output.metrics.get("train_runtime", 0.0), 1),
+                "wall_s": round(time.time() - started, 1),
+                "processes": state.num_processes,
+                "eos": tokenizer.eos_token,
+                "resumed_from": resume.name if resume else None,
+            },
+        })
+        if fingerprints:
+            record["results"]["replica_sha256"] = fingerprints
+        write_record(out_dir, record)
+        write_card(out_dir)
+        log.info("student saved to %s (final loss %s); card: %s", final, record["results"]["final_loss"],
+                 out_dir / "card.md")
+    return final
+
+
+def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_size: int) -> dict[str, Any]:
+    """TrainingArguments fields shared by the SFT and KD configs."""
+    kwargs: dict[str, Any] = dict(
+        output_dir=str(out_dir / "checkpoints"),
+        per_device_train_batch_size=cfg.per_device_batch_size,
+        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
+        learning_rate=cfg.learning_rate,
+        lr_scheduler_type=cfg.lr_scheduler,
+        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a fraction of all steps in transformers 5
+        num_train_epochs=cfg.num_epochs,
+        max_steps=cfg.max_steps,
+        weight_decay=cfg.weight_decay,
+        max_grad_norm=cfg.max_grad_norm,
+        seed=cfg.seed,
+        data_seed=cfg.seed,
+        bf16=cfg.bf16 and not cpu,
+        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
+        save_strategy="steps",
+        save_steps=cfg.save_steps,
+        save_total_limit=cfg.save_total_limit,
+        logging_steps=cfg.logging_steps,
+        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
+        use_cpu=cpu,
+        dataloader_num_workers=0,
+        use_liger_kernel=cfg.use_liger_kernel,
+    )
+    if cfg.lr_scheduler == "cosine_with_min_lr":
+        kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": cfg.min_lr_rate}
+    if cfg.gradient_checkpointing:
+        kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
+    if cpu and world_size > 1:
+        kwargs["ddp_backend"] = "gloo"
+    return kwargs
+
+
+def apply_context_overrides(model_config, cfg: StudentConfig) -> None:
+    """Raise RoPE theta and positions as the preset says; then check max_length against the real config."""
+    if cfg.rope_theta is not None:
+        rope = getattr(model_config, "rope_parameters", None)
+        if isinstance(rope, dict):  # transformers 5 keeps theta in rope_parameters
+            rope["rope_theta"] = cfg.rope_theta
+        else:
+            model_config.rope_theta = cfg.rope_theta
+    if cfg.max_position_embeddings is not None:
+        model_config.max_position_embeddings = cfg.max_position_embeddings
+    context = getattr(model_config, "max_position_embeddings", None)
+    if context is not None and cfg.max_length > context:
+        raise ConfigError(
+            f"max_length {cfg.max_length} exceeds {cfg.base}'s context of {context} positions; set "
+            f"max_position_embeddings and rope_theta (open-r1: 32768 and 300000 for Qwen2.5-Math) or lower max_length")
+
+
+def make_sft_trainer(cfg: StudentConfig, *, model, args, dataset, tokenizer, peft_config, callbacks):
+    from trl import SFTTrainer
+
+    cls = SFTTrainer if cfg.token_metrics else LeanSFTTrainer()
+    return cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
+               callbacks=callbacks)
+
+
+def LeanSFTTrainer():  # noqa: N802 - a class factory, so trl is imported only when training
+    """SFTTrainer without the per-step entropy / token-accuracy metrics.
+
+    SFTTrainer computes both on every step and gathers them across ranks with a host sync; on a
+    small CPU model that is about a quarter of the step time (bench/train_bench.py). The loss is
+    computed exactly as SFTTrainer does (fused LM head, summed per-token NLL over the global
+    number of label tokens), so the two give the same loss and gradients.
+    """
+    import torch
+    from trl import SFTTrainer
+
+    class _LeanSFTTrainer(SFTTrainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or not self.model.training or self.args.loss_type != "nll" or self.aux_loss_enabled \
+                    or self.label_smoother is not None or self.compute_loss_func is not None:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            inputs["use_cache"] = False
+            outputs = model(**inputs, fused_lm_head=True)
+            num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+            loss = -outputs.log_probs.sum() / torch.as_tensor(num_tokens).clamp(min=1)
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * (self.accelerator.num_processes // self.get_tp_size())
+            return loss
+
+        def log(self, logs, start_time=None):
+            self._metrics["train"].clear()  # nothing collected per step; keep SFTTrainer.log from averaging stale lists
+            super().log(logs, start_time)
+
+    return _LeanSFTTrainer
+
+
+def replica_fingerprints(trainer, cfg: StudentConfig) -> list[str] | None:
+    """sha256 of every rank's parameters after training, gathered on all ranks (DDP replicas only).
+
+    Data-parallel replicas must end bit-identical; a difference means a rank trained alone (e.g.
+    a CPU launch without gloo) or diverged. Sharded runs (ZeRO-3, FSDP) hold no full replica.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or cfg.parallelism != "ddp":
+        return None
+    h = hashlib.sha256()
+    for name, tensor in sorted(trainer.accelerator.unwrap_model(trainer.model).state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(-1).view(dtype=torch.uint8).numpy().tobytes())
+    gathered: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, h.hexdigest())
+    if len(set(gathered)) > 1:
+        raise RuntimeError(f"data-parallel replicas diverged after training: {gathered}")
+    return gathered
+
+
+def save_final(trainer, cfg: StudentConfig, tokenizer, fmt, base: str, model_config, out_dir: Path) -> None:
+    """final/: full weights (LoRA merged when merge_lora), tokenizer with the serving template, eos = end of turn."""
+    from distill.students.templates import save_serving_tokenizer
+
+    final = out_dir / "final"
+    target = out_dir / "adapter" if cfg.lora else final
+    tmp = target.with_name(target.name + ".tmp")
+    if trainer.is_world_process_zero():
+        shutil.rmtree(tmp, ignore_errors=True)
+    trainer.accelerator.wait_for_everyone()
+    trainer.save_model(str(tmp))  # gathers ZeRO-3 / FSDP shards; writes on rank 0
+    trainer.accelerator.wait_for_everyone()
+    if not trainer.is_world_process_zero():
+        return
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    unwrapped = trainer.accelerator.unwrap_model(trainer.model)
+    generation_config = unwrapped.generation_config
+    if cfg.lora and cfg.merge_lora:
+        # Merge on CPU from the saved adapter: works the same after DDP, ZeRO-3 or FSDP.
+        import torch
+        from peft import PeftModel
+        from transformers import AutoModelForCausalLM
+
+        merged = AutoModelForCausalLM.from_pretrained(base, config=model_config, revision=cfg.revision,
+                                                      dtype=torch.bfloat16 if cfg.bf16 else torch.float32)
+        merged = PeftModel.from_pretrained(merged, str(target)).merge_and_unload()
+        merged.generation_config = generation_config
+        merged.config.eos_token_id = unwrapped.config.eos_token_id
+        merged.config.pad_token_id = unwrapped.config.pad_token_id
+        tmp_final = final.with_name("final.tmp")
+        shutil.rmtree(tmp_final, ignore_errors=True)
+        merged.save_pretrained(str(tmp_final))
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp_final, final)
+    if final.is_dir():
+        config = json.loads((final / "config.json").read_text())
+        config["use_cache"] = True  # training turned it off for checkpointing; generation wants it
+        (final / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        generation_config.save_pretrained(str(final))
+        save_serving_tokenizer(tokenizer, fmt, final)
+    if cfg.lora:
+        save_serving_tokenizer(tokenizer, fmt, target)
+
+
+def _filter_report(data: Path) -> Any:
+    path = data.parent / "filter_report.json"
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        return {"error": f"{path} is not valid JSON"}
+
+
+# ---------------------------------------------------------------------------------------------
+# python -m distill.students.train: what the accelerate launch starts once per device
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m distill.students.train", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="tiny", help="students/<size>.yaml or a YAML path")
+    parser.add_argument("--data", required=True, help="clean.jsonl to train on")
+    parser.add_argument("--out-dir", required=True, help="run directory (checkpoints, final/, card.md)")
+    parser.add_argument("--nodes", type=int, default=None)
+    parser.add_argument("--gpus", type=int, default=None)
+    parser.add_argument("overrides", nargs="*", metavar="key=value")
+    args = parser.parse_args(argv)
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
+                        format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        run(args.size, Path(args.data), Path(args.out_dir), args.nodes, args.gpus, args.overrides)
+    except ConfigError as e:
+        print(f"distill student: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
