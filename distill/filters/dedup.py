@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -152,6 +153,12 @@ def _band_key(band: bytes) -> bytes:
 TEXT_FIELDS = ("problem", "question", "prompt", "Question")
 
 
+def _informative(gram: list[str]) -> bool:
+    """An n-gram with at least 3 words of 3+ characters: 'a 1 a 3 a 2 a 4' (GSM8K's die rolls) matches
+    an AIME problem's list of numbers by chance, and carries no sign of copying."""
+    return sum(1 for w in gram if len(w) >= 3) >= 3
+
+
 def read_benchmark_file(path: str | Path, text_field: str | None = None) -> list[str]:
     """Problem texts from a JSONL file or a JSON array (fields tried: problem, question, prompt)."""
     path = Path(path)
@@ -196,9 +203,17 @@ class Decontaminate(TraceFilter):
     Benchmarks come by name (`benchmarks: [math500, aime24]`, loaded with
     `distill.prompts.load_prompts`), from files (`files:` JSONL or JSON with a problem field), or
     as `texts`. Words are lowercased alphanumeric runs, so LaTeX spacing and punctuation do not
-    hide a copy. A problem shorter than `n` words matches as a whole. N-grams found in more than
-    `max_shared` of one benchmark's problems (at least 20 problems) are boilerplate ("express
-    your answer as a common fraction", an instruction) and ignored.
+    hide a copy. A problem shorter than `n` words matches as a whole. N-grams of mostly one- and
+    two-character tokens (number lists, variables) are not evidence and are skipped. N-grams found in
+    several problems of one benchmark (more than `max_shared` of them and at least 2, for sets of
+    20 problems or more) are boilerplate (AIME's "where m and n are relatively prime positive
+    integers", an instruction) and ignored; a copied problem still shares its own n-grams.
+    With `min_coverage` (default 0.5) a prompt is flagged when it holds half of one problem's
+    n-grams: AIME 1983-2023 loses 13% of its problems to AIME 2024 boilerplate at `min_coverage=0`
+    (any one 8-gram; one AIME 2024 problem is a third boilerplate, "\\frac{m\\sqrt n}{p} where m,
+    n, p are positive integers ... not divisible by the square of any prime"), and none at 0.5,
+    while copies, even two thirds of a problem inside a longer prompt, are caught
+    (tests/test_filters_real.py).
     The index (8-byte hashes, ~100 per problem) is built once in `prepare()`.
     `missing='warn'` skips a benchmark that cannot be loaded (it is named in the log and the
     report); `'error'` stops.
@@ -211,11 +226,17 @@ class Decontaminate(TraceFilter):
     n: int = 8
     field: str | None = None
     """Text field in `files` (default: the first of problem, question, prompt)."""
-    max_shared: float = 0.2
+    min_coverage: float = 0.5
+    """Flag when the prompt holds at least this share of one problem's n-grams (0: any one n-gram,
+    as open-r1). A shared phrase ("where m and n are relatively prime positive integers") is not
+    a copy; half a problem is."""
+    max_shared: float = 0.01
+    """Skip n-grams found in more than this share of one benchmark's problems (and in 2 or more)."""
     missing: Literal["error", "warn"] = "error"
 
     def __post_init__(self) -> None:
-        self._grams: dict[int, str] | None = None  # n-gram hash -> benchmark name
+        self._grams: dict[int, int] | None = None  # n-gram hash -> problem number
+        self._problems: list[tuple[str, int]] = []  # problem number -> (benchmark, its indexed n-grams)
         self._short: dict[int, dict[int, str]] = {}  # length -> {hash: benchmark} for problems under n words
         self.skipped: dict[str, str] = {}
 
@@ -251,25 +272,39 @@ class Decontaminate(TraceFilter):
                 if len(ws) >= 3:
                     self._short.setdefault(len(ws), {})[digest64(" ".join(ws))] = bench
                 continue
-            grams = {digest64(" ".join(ws[i:i + self.n])) for i in range(len(ws) - self.n + 1)}
-            per_text.append(grams)
+            grams = {digest64(" ".join(g)) for g in (ws[i:i + self.n] for i in range(len(ws) - self.n + 1))
+                     if _informative(g)}
+            if not grams:  # all formula: match the problem as a whole instead
+                self._short.setdefault(len(ws), {})[digest64(" ".join(ws))] = bench
+                continue
+            per_text.append((ws, grams))
             for g in grams:
                 counts[g] = counts.get(g, 0) + 1
-        limit = self.max_shared * len(per_text) if len(per_text) >= 20 else float("inf")
-        for grams in per_text:
-            for g in grams:
-                if counts[g] <= limit:
-                    self._grams.setdefault(g, bench)  # type: ignore[union-attr]
+        limit = max(1.0, self.max_shared * len(per_text)) if len(per_text) >= 20 else float("inf")
+        for text_words, grams in per_text:
+            own = [g for g in grams if counts[g] <= limit]
+            if not own:  # nothing but shared phrases: match the problem as a whole
+                self._short.setdefault(len(text_words), {})[digest64(" ".join(text_words))] = bench
+            self._problems.append((bench, len(own)))
+            for g in own:
+                self._grams.setdefault(g, len(self._problems) - 1)  # type: ignore[union-attr]
 
     def match(self, text: str) -> str | None:
         """The benchmark `text` overlaps, or None."""
         self.prepare()
         ws = words(text)
         n = self.n
+        hits: dict[int, list[int]] = {}
         for i in range(len(ws) - n + 1):
-            bench = self._grams.get(digest64(" ".join(ws[i:i + n])))  # type: ignore[union-attr]
-            if bench is not None:
-                return f"{bench}: shares the {n}-gram {' '.join(ws[i:i + n])!r}"
+            problem = self._grams.get(digest64(" ".join(ws[i:i + n])))  # type: ignore[union-attr]
+            if problem is not None:
+                hits.setdefault(problem, []).append(i)
+        for problem, starts in hits.items():
+            bench, size = self._problems[problem]
+            if len(starts) >= max(1, math.ceil(self.min_coverage * size)):
+                i = starts[0]
+                return (f"{bench}: shares {len(starts)} of the {size} {n}-grams of one of its problems, "
+                        f"e.g. {' '.join(ws[i:i + n])!r}")
         for length, table in self._short.items():
             for i in range(len(ws) - length + 1):
                 bench = table.get(digest64(" ".join(ws[i:i + length])))

@@ -116,7 +116,9 @@ def _run_parallel(filters: list[TraceFilter], items: Iterator[Item], workers: in
             yield _check(filters, item)
         return
     # A chunk's deadline: every item may use the math timeout plus slack for the cheap filters.
-    per_item = _SLACK_PER_ITEM + sum(getattr(f, "timeout", 0.0) or 0.0 for f in filters)
+    # A filter may state its own worst case per trace (`item_deadline`), else its `timeout` counts.
+    per_item = _SLACK_PER_ITEM + sum(getattr(f, "item_deadline", None) or getattr(f, "timeout", 0.0) or 0.0
+                                     for f in filters)
     for chunk in imap_chunks(_check_chunk, chunked(items, chunk_size), workers=workers,
                              item_deadline=per_item, on_lost=_lost,
                              initializer=_init_worker, initargs=(filters,)):
