@@ -309,7 +309,9 @@ def values_match(got: Any, expected: Any, compare: str = "whitespace", float_tol
     """Compare a functional call's JSON-normalised return value with the expected one."""
     if compare != "float":
         return got == expected
-    if isinstance(got, (int, float)) and isinstance(expected, (int, float)) and not isinstance(got, bool):
+    if isinstance(got, bool) or isinstance(expected, bool):
+        return type(got) is type(expected) and got == expected
+    if isinstance(got, (int, float)) and isinstance(expected, (int, float)):
         return _close(float(got), float(expected), float_tol)
     if isinstance(got, list) and isinstance(expected, list):
         return len(got) == len(expected) and all(values_match(a, b, compare, float_tol) for a, b in zip(got, expected))

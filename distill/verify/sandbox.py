@@ -312,9 +312,14 @@ class Sandbox:
                 os.close(fd)
                 continue
             uid = UID_BASE + slot
+            if self.mode == "fallback":
+                _kill_uid(uid)  # a run killed with its host (kill -9) may have left processes behind
+                if processes_of(uid, zombies=True):
+                    # Zombies of the last run, not yet reaped by init, still count against
+                    # RLIMIT_NPROC: this run could not fork. Take another slot.
+                    os.close(fd)
+                    continue
             try:
-                if self.mode == "fallback":
-                    _kill_uid(uid)  # a run killed with its host (kill -9) may have left processes behind
                 yield uid
             finally:
                 os.close(fd)  # releases the lock
@@ -340,6 +345,9 @@ FALLBACK_PRELOAD = [
     "copy", "random", "statistics", "datetime", "json", "io", "array", "fractions", "decimal", "dataclasses",
     "enum", "queue", "threading", "time", "numbers", "hashlib", "contextvars", "textwrap", "unicodedata", "struct",
     "base64", "binascii", "cmath", "secrets", "difflib", "pprint", "traceback", "weakref", "types", "sortedcontainers",
+    # not for solutions but so that the hostile-program tests exercise the fallback sandbox itself,
+    # not the missing import: a program that can open sockets and spawn processes must still be held
+    "socket", "encodings.idna", "glob", "subprocess", "signal", "resource", "shutil", "select", "ctypes",
 ]
 """Modules importable after the uid drop in fallback mode (when the interpreter's files are private)."""
 
@@ -588,8 +596,12 @@ def _lock_dir() -> Path:
                        f"{tempfile.gettempdir()}/distill-sandbox are missing, not ours, or writable by others")
 
 
-def processes_of(uid: int) -> list[int]:
-    """Live (non-zombie) processes whose real or effective uid is `uid`, from /proc/<pid>/status."""
+def processes_of(uid: int, zombies: bool = False) -> list[int]:
+    """Processes whose real or effective uid is `uid` (from /proc/<pid>/status).
+
+    `zombies=True` adds the zombies that another process must still reap (ours we reap ourselves).
+    """
+    me = str(os.getpid()).encode()
     pids = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -601,27 +613,35 @@ def processes_of(uid: int) -> list[int]:
             continue
         uid_line = status[status.find(b"\nUid:") + 5:].split(b"\n", 1)[0].split()
         state = status[status.find(b"\nState:") + 7:].split(b"\n", 1)[0].strip()
-        if uid_line[:2] and (int(uid_line[0]) == uid or int(uid_line[1]) == uid) and not state.startswith(b"Z"):
-            pids.append(int(entry.name))
+        if uid_line[:2] and (int(uid_line[0]) == uid or int(uid_line[1]) == uid):
+            if not state.startswith(b"Z"):
+                pids.append(int(entry.name))
+            elif zombies and status[status.find(b"\nPPid:") + 6:].split(b"\n", 1)[0].strip() != me:
+                pids.append(int(entry.name))
     return pids
 
 
-def _kill_uid(uid: int) -> int:
-    """SIGKILL every process of `uid` until none is left (a fork bomb refills while we kill); return the first count."""
+def _kill_uid(uid: int, patience: float = 5.0) -> int:
+    """SIGKILL every live process of `uid` until none is left; return how many there were at first.
+
+    Repeats because a fork bomb refills while we kill (RLIMIT_NPROC bounds how fast). The dead
+    become zombies until their new parent (init) reaps them; `_slot` skips a uid that still has some.
+    """
     first = None
-    for _ in range(200):
+    deadline = time.monotonic() + patience
+    while True:
         pids = processes_of(uid)
         if first is None:
             first = len(pids)
         if not pids:
-            break
+            return first
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        time.sleep(0.002)
-    else:
-        log.error("sandbox uid %d still has processes after 200 kill rounds: %s", uid, processes_of(uid)[:10])
-    return first or 0
+        if time.monotonic() > deadline:
+            log.error("sandbox uid %d still has live processes after %.0fs of killing: %s", uid, patience, pids[:10])
+            return first
+        time.sleep(0.001)
 
 
 def _count_tasks(uid: int) -> int:
