@@ -137,8 +137,10 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str) and value.lower() in ("none", "null") and type(None) in args:
             return None
         errors = []
-        # Try the non-None members in order; a str member accepts anything, so try it last.
-        members = sorted((a for a in args if a is not type(None)), key=lambda a: a is str)
+        # A member of the value's own type wins (a str stays a str in `str | list[str]`); then the
+        # others in order, str last since it accepts anything.
+        members = sorted((a for a in args if a is not type(None)),
+                         key=lambda a: (not _is_instance(value, a), a is str))
         for member in members:
             try:
                 return coerce(value, member, where)
@@ -206,6 +208,11 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if tp is Path:
         return Path(str(value))
     return value
+
+
+def _is_instance(value: Any, tp: Any) -> bool:
+    base = typing.get_origin(tp) or tp
+    return isinstance(base, type) and isinstance(value, base)
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

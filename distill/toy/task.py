@@ -1,0 +1,85 @@
+"""The embedded reasoning task: chains of additions and subtractions with exact answers.
+
+    Compute 7 - 5 + 3 + 2 - 4.
+
+Level = number of operations (1-5); every intermediate value stays in 0..9, so each step is one
+of about a hundred facts. A one-step problem is a lookup a small model learns from answers alone;
+a multi-step one asks it to compose several lookups in one forward pass, which a small model
+cannot do without writing the intermediate steps. That gap is what distillation of
+chain-of-thought closes, so the demo can show it on CPU in minutes.
+
+Train and test never share a problem: the split is decided by a hash of the problem text.
+The worked solution is written in R1's output format (`reasoning` inside `<think>`, then the
+answer with `\\boxed{}`), and is what the tiny teacher is trained on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+MAX_VALUE = 9
+TEST_SHARE = 5  # one problem text in five belongs to the held-out split
+
+
+def split_of(problem: str) -> str:
+    h = int(hashlib.sha1(problem.encode()).hexdigest()[:8], 16)
+    return "test" if h % TEST_SHARE == 0 else "train"
+
+
+def make_problem(rng: random.Random, level: int) -> dict:
+    """One problem of `level` additions/subtractions read left to right; every value stays in 0..MAX_VALUE."""
+    value = rng.randint(1, MAX_VALUE)
+    expr = str(value)
+    steps = []
+    for _ in range(level):
+        ops = [("+", b) for b in range(1, MAX_VALUE + 1) if value + b <= MAX_VALUE]
+        ops += [("-", b) for b in range(1, MAX_VALUE + 1) if value - b >= 0]
+        op, b = rng.choice(ops)
+        new = value + b if op == "+" else value - b
+        steps.append((value, op, b, new))
+        expr = f"{expr} {op} {b}"
+        value = new
+    return {"problem": f"Compute {expr}.", "answer": str(value), "level": level, "steps": steps}
+
+
+def reasoning_text(steps: list[tuple[int, str, int, int]]) -> str:
+    """The worked solution, one operation per line, as a terse R1-style chain of thought."""
+    lines = [f"{a} {op} {b} = {c}." for a, op, b, c in steps]
+    lines.append(f"So the result is {steps[-1][3]}.")
+    return "\n".join(lines)
+
+
+def answer_text(answer: str) -> str:
+    return f"The answer is \\boxed{{{answer}}}."
+
+
+def toy_problems(split: str = "train", n: int = 1000, seed: int = 0,
+                 levels: tuple[int, ...] | list[int] = (1, 2, 3, 4, 5)) -> Iterator[dict]:
+    """Yield `n` distinct problems of `split` ('train' or 'test'), levels drawn uniformly.
+
+    Each item: id, problem, answer, level, reasoning, solution. Deterministic in (split, n, seed, levels).
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"toy split must be 'train' or 'test', got {split!r}")
+    rng = random.Random(f"{split}-{seed}")
+    seen: set[str] = set()
+    tries = 0
+    while len(seen) < n:
+        tries += 1
+        if tries > 50 * n + 1000:
+            raise ValueError(f"could only make {len(seen)} distinct {split} problems of levels {levels}; ask for fewer")
+        p = make_problem(rng, rng.choice(list(levels)))
+        if p["problem"] in seen or split_of(p["problem"]) != split:
+            continue
+        seen.add(p["problem"])
+        yield {
+            "id": "toy-" + hashlib.sha1(p["problem"].encode()).hexdigest()[:12],
+            "problem": p["problem"],
+            "answer": p["answer"],
+            "level": p["level"],
+            "reasoning": reasoning_text(p["steps"]),
+            "solution": answer_text(p["answer"]),
+        }
