@@ -74,6 +74,9 @@ class EvalConfig:
     """Worker processes for answer checking (math-verify); raise on many-core machines. 0 checks in
     this process: faster for tiny runs, but a check stuck in C code (a huge power) would hang the eval."""
 
+    score_timeout: float = 5.0
+    """Seconds to check one answer; past it the sample is unjudged and counts as wrong (noted in the report)."""
+
     def __post_init__(self) -> None:
         for name, k in {**self.k, "default_k": self.default_k}.items():
             if k < 1:
@@ -85,8 +88,8 @@ class EvalConfig:
             raise ConfigError("eval config: `benchmarks` is empty; name at least one (ls datasets/)")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"eval config: limit={self.limit}; use a positive number of problems, or leave it unset")
-        if self.max_tokens < 1 or self.chunk < 1 or self.score_workers < 0:
-            raise ConfigError("eval config: max_tokens and chunk must be positive, score_workers at least 0")
+        if self.max_tokens < 1 or self.chunk < 1 or self.score_workers < 0 or self.score_timeout <= 0:
+            raise ConfigError("eval config: max_tokens, chunk and score_timeout must be positive, score_workers at least 0")
         if not (0.0 < self.top_p <= 1.0) or self.temperature < 0:
             raise ConfigError(f"eval config: need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
 

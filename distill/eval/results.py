@@ -114,7 +114,7 @@ class ResultStore:
     def add(self, rec: dict[str, Any]) -> None:
         self.records[(rec["prompt_id"], rec["sample_index"])] = rec
 
-    def rescore(self, prompts: Sequence[Prompt], k: int, workers: int) -> int:
+    def rescore(self, prompts: Sequence[Prompt], k: int, workers: int, timeout: float = verify.DEFAULT_TIMEOUT) -> int:
         """Re-check the stored samples of `prompts` with the current checker (in memory; the file keeps
         the verdicts it was written with). Returns how many verdicts changed."""
         by_id = {p.id: p for p in prompts}
@@ -124,7 +124,7 @@ class ResultStore:
                                          finish_reason=self.records[(pid, i)].get("finish_reason")))
                  for pid, i in keys]
         changed = 0
-        for key, v in zip(keys, score_completions(items, workers)):
+        for key, v in zip(keys, score_completions(items, workers, timeout)):
             old = self.records[key]
             changed += old.get("correct") != v.correct
             self.records[key] = {**old, "correct": v.correct, "extracted": v.extracted, "status": v.status,
@@ -157,8 +157,12 @@ UNSCORABLE = ("gold_unparsable", "no_reference")
 _warm = False
 
 
-def score_completions(items: Sequence[tuple[Prompt, Completion]], workers: int) -> list[verify.Verdict]:
-    """Verdicts from `distill.verify`, the checker the filters use, in worker processes."""
+def score_completions(items: Sequence[tuple[Prompt, Completion]], workers: int,
+                      timeout: float = verify.DEFAULT_TIMEOUT) -> list[verify.Verdict]:
+    """Verdicts from `distill.verify`, the checker the filters use, in worker processes.
+
+    `timeout` is seconds per item; an item past it is unjudged (status 'timeout') and counts as wrong.
+    """
     global _warm
     if not items:
         return []
@@ -168,7 +172,7 @@ def score_completions(items: Sequence[tuple[Prompt, Completion]], workers: int) 
         verify.score("math", "\\boxed{1}", "1")
         _warm = True
     todo = [(p.task, scored_text(c.reasoning, c.answer, c.finish_reason), p.reference) for p, c in items]
-    return verify.score_many(todo, workers=workers)
+    return verify.score_many(todo, workers=workers, timeout=timeout)
 
 
 def evaluate(
@@ -181,6 +185,7 @@ def evaluate(
     chunk: int = 16,
     score_workers: int = 1,
     seed: int = 0,
+    score_timeout: float = verify.DEFAULT_TIMEOUT,
 ) -> Progress:
     """Make sure every prompt has k scored samples in `store`, generating only what is missing.
 
@@ -211,7 +216,7 @@ def evaluate(
                 if len(outs) != len(batch):
                     raise RuntimeError(f"backend {getattr(model, 'name', model)!r} returned {len(outs)} completion "
                                        f"lists for {len(batch)} prompts; it must keep prompt order and count")
-                _write(store, writer, batch, outs, meta, score_workers, progress)
+                _write(store, writer, batch, outs, meta, score_workers, score_timeout, progress)
                 done += len(batch)
                 elapsed = time.monotonic() - start
                 log.info("%s %s: %d/%d problems, %d samples, %.0f tokens/s", meta.get("role"), meta.get("benchmark"),
@@ -226,7 +231,8 @@ def _seed(seed: int, ids: list[str], first_index: int) -> int:
 
 
 def _write(store: ResultStore, writer: JsonlWriter, batch: list[tuple[Prompt, list[int]]],
-           outs: list[list[Completion]], meta: dict[str, Any], score_workers: int, progress: Progress) -> None:
+           outs: list[list[Completion]], meta: dict[str, Any], score_workers: int, score_timeout: float,
+           progress: Progress) -> None:
     items: list[tuple[Prompt, int, Completion]] = []
     for (p, indices), comps in zip(batch, outs):
         for index, c in zip(indices, comps):
@@ -237,7 +243,7 @@ def _write(store: ResultStore, writer: JsonlWriter, batch: list[tuple[Prompt, li
                 continue
             items.append((p, index, c))
         progress.failed += max(0, len(indices) - len(comps))
-    verdicts = score_completions([(p, c) for p, _, c in items], score_workers)
+    verdicts = score_completions([(p, c) for p, _, c in items], score_workers, score_timeout)
     for (p, index, c), v in zip(items, verdicts):
         if v.correct is None and v.status not in UNSCORABLE:
             progress.unjudged += 1

@@ -100,14 +100,14 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
             if col.make_backend is not None:
                 meta = {"role": col.role, "model": col.label, "benchmark": bench}
                 progress = evaluate(store, prompts, k, params, backend, meta, chunk=cfg.chunk,
-                                    score_workers=cfg.score_workers, seed=cfg.seed)
+                                    score_workers=cfg.score_workers, seed=cfg.seed, score_timeout=cfg.score_timeout)
                 if progress.generated or progress.failed:
                     log.info("%s %s: %d new samples (%d reused) in %.0fs; %d failed (rerun to retry)",
                              col.role, bench, progress.generated, progress.reused, progress.seconds, progress.failed)
                 if progress.failed:
                     notes.append(f"{col.role} {bench}: {progress.failed} sample(s) failed in the backend; rerun to fill them in")
             if cfg.rescore:
-                store.rescore(prompts, k, cfg.score_workers)
+                store.rescore(prompts, k, cfg.score_workers, cfg.score_timeout)
             result, unscorable = store.table(prompts, k)
             notes += _notes(col.role, bench, result, unscorable, prompts, k, store)
             if result:
