@@ -8,12 +8,22 @@ import pytest
 
 from distill.config import ConfigError
 from distill.filters import (
-    Decontaminate, Dedup, FilterReport, Finished, Language, Length, MathCorrect, Readability, Repetition,
-    Select, ThinkFormat, apply_filters,
+    Decontaminate,
+    Dedup,
+    FilterReport,
+    Finished,
+    Language,
+    Length,
+    MathCorrect,
+    Readability,
+    Repetition,
+    Select,
+    ThinkFormat,
+    apply_filters,
 )
 from distill.filters.recipe import apply_overrides, build, load_recipe, r1_recipe
 from distill.filters.run import run
-from distill.trace import Trace, trace_id
+from distill.trace import trace_id
 
 LOOP = "Wait, maybe I should check the previous step again because something seems off here.\n\n"
 
@@ -276,7 +286,7 @@ def test_apply_filters_workers_match_inline(make_trace):
             out.append(t)
         return out
 
-    recipe = lambda: [Finished(), ThinkFormat(), MathCorrect(), Dedup()]  # noqa: E731
+    recipe = lambda: [Finished(), ThinkFormat(), MathCorrect(), Dedup()]
     seen: list = []
     inline = [t.to_dict() for t in apply_filters(traces(), recipe(), on_reject=lambda t, n, r: seen.append((t.id, n)))]
     pooled_rejects: list = []

@@ -8,14 +8,22 @@ printed (`pytest -s`) and discussed in the filters' report to the lead.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
+from filters_fixtures import SKY_SOLUTION, SKY_THINK, skythought_traces
 
-from distill.filters import Decontaminate, Finished, Language, MathCorrect, Readability, Repetition, ThinkFormat, apply_filters
+from distill.filters import (
+    Decontaminate,
+    Finished,
+    Language,
+    MathCorrect,
+    Readability,
+    Repetition,
+    ThinkFormat,
+    apply_filters,
+)
 from distill.trace import Trace, split_reasoning
 from distill.verify.math import last_boxed
-from filters_fixtures import SKY_SOLUTION, SKY_THINK, skythought_traces
 
 SKY = ThinkFormat(think=SKY_THINK, solution=SKY_SOLUTION)
 

@@ -30,9 +30,21 @@ from distill.filters.select import Select
 from distill.filters.text import Language, Readability, Repetition
 
 __all__ = [
-    "FILTERS", "R1_RECIPE", "TraceFilter", "FilterReport", "apply_filters",
-    "Finished", "ThinkFormat", "MathCorrect", "Length", "Language", "Repetition", "Readability",
-    "Dedup", "Decontaminate", "Select",
+    "FILTERS",
+    "R1_RECIPE",
+    "Decontaminate",
+    "Dedup",
+    "FilterReport",
+    "Finished",
+    "Language",
+    "Length",
+    "MathCorrect",
+    "Readability",
+    "Repetition",
+    "Select",
+    "ThinkFormat",
+    "TraceFilter",
+    "apply_filters",
 ]
 
 

@@ -110,7 +110,7 @@ class Dedup(TraceFilter):
         for lsh in self._gens:
             hits = lsh.query(mh)
             if hits:
-                return f"near duplicate: {self.on} >= {self.threshold:.0%} similar to {sorted(hits)[0]}"
+                return f"near duplicate: {self.on} >= {self.threshold:.0%} similar to {min(hits)}"
         self._insert(owner, mh)
         return None
 

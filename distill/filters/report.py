@@ -74,7 +74,7 @@ class FilterReport:
         if not xs:
             return {"n": 0}
         s = sorted(xs)
-        pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]  # noqa: E731
+        pick = lambda q: s[min(len(s) - 1, int(q * len(s)))]
         return {"n": len(s), "mean": round(sum(s) / len(s), 1), "p50": pick(0.5), "p90": pick(0.9), "max": s[-1]}
 
     # -- outputs ------------------------------------------------------------------------------
