@@ -177,7 +177,7 @@ def non_pad_fractions(model_dir: str, data: str, root: str) -> dict:
 def _worker(fn_name: str, queue, *args) -> None:
     try:
         queue.put(globals()[fn_name](*args))
-    except Exception as e:  # report, don't hang the parent
+    except Exception as e:  # noqa: BLE001 - report to the parent instead of leaving it waiting on the queue
         queue.put({"error": f"{type(e).__name__}: {e}"})
 
 

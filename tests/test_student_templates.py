@@ -66,9 +66,10 @@ def test_mask_covers_exactly_reasoning_answer_and_eos(prepared, make_trace, name
 def test_sft_trainer_labels_cover_the_same_tokens(prepared, make_trace, tmp_path, name, fmt, eot):
     """What the loss really sees: SFTTrainer's labels built from our rows, on a model with the real vocabulary."""
     import torch
-    from datasets import Dataset
     from transformers import LlamaConfig, LlamaForCausalLM
     from trl import SFTConfig, SFTTrainer
+
+    from datasets import Dataset
 
     tok = prepared[name]
     trace = _trace(make_trace)

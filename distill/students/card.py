@@ -94,11 +94,11 @@ def render_card(record: dict[str, Any], eval_report: Any = None, eval_path: Path
     out += ["## Data", ""]
     out += [f"- file: `{data.get('path', '?')}`",
             f"- sha256: `{data.get('sha256', '?')}`",
-            f"- traces read: {data.get('read', '?')}; trained on: {data.get('kept', '?')}; "
-            f"dropped as longer than max_length {data.get('max_length', '?')} tokens: {data.get('too_long', '?')} "
-            f"(dropped, never cut)",
-            f"- tokens: {data.get('tokens', '?')}, of which under the loss (reasoning, answer, end of turn): "
-            f"{data.get('loss_tokens', '?')}; longest kept trace {data.get('longest_kept', '?')} tokens", ""]
+            (f"- traces read: {data.get('read', '?')}; trained on: {data.get('kept', '?')}; "
+             f"dropped as longer than max_length {data.get('max_length', '?')} tokens: {data.get('too_long', '?')} "
+             f"(dropped, never cut)"),
+            (f"- tokens: {data.get('tokens', '?')}, of which under the loss (reasoning, answer, end of turn): "
+             f"{data.get('loss_tokens', '?')}; longest kept trace {data.get('longest_kept', '?')} tokens"), ""]
 
     out += ["## Filters", ""]
     filters = record.get("filters")
@@ -136,9 +136,9 @@ def render_card(record: dict[str, Any], eval_report: Any = None, eval_path: Path
                    f"`make student` (or `distill.students.card.write_card`) to add the results here.")
     out.append("")
     out += ["## Serving", "",
-            "The tokenizer carries the serving chat template (earlier turns' reasoning left out of the history); "
-            "`chat_template_train.jinja` beside it is the training template with `{% generation %}` marks. "
-            "The student ends its turn with the template's end-of-turn token, which is its eos.", ""]
+            ("The tokenizer carries the serving chat template (earlier turns' reasoning left out of the history); "
+             "`chat_template_train.jinja` beside it is the training template with `{% generation %}` marks. "
+             "The student ends its turn with the template's end-of-turn token, which is its eos."), ""]
     return "\n".join(out)
 
 

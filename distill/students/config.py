@@ -174,8 +174,7 @@ class StudentConfig:
         base = self.base
         if not base:
             out.append("'base' is empty: give a hub id (Qwen/Qwen2.5-Math-7B), a model dir, or toy://student")
-        elif not (base.startswith("toy://") or HUB_ID.match(base) or base.startswith(("/", ".", "~"))
-                  or Path(base).exists()):
+        elif not (base.startswith(("toy://", "/", ".", "~")) or HUB_ID.match(base) or Path(base).exists()):
             out.append(f"'base' = {base!r} is neither a hub id (org/name), a path, nor toy://<name>")
         info = self.base_info()
         if info is not None and TEMPLATE_OF_FAMILY[info.family] != self.template:
@@ -188,11 +187,11 @@ class StudentConfig:
             out.append(f"'max_length' = {self.max_length} exceeds the model's context ({mpe} positions); "
                        f"raise max_position_embeddings and rope_theta (open-r1: 32768 and 300000 for Qwen2.5-Math) "
                        f"or lower max_length")
-        if info is not None and self.max_position_embeddings and self.max_position_embeddings > info.max_position_embeddings:
-            if not self.rope_theta or self.rope_theta <= info.rope_theta:
-                out.append(f"'max_position_embeddings' = {self.max_position_embeddings} extends {base} past its "
-                           f"{info.max_position_embeddings} positions but rope_theta stays {theta:g}; raise rope_theta "
-                           f"too (open-r1 uses 300000 for 32768 positions on Qwen2.5-Math)")
+        extends = info is not None and (self.max_position_embeddings or 0) > info.max_position_embeddings
+        if extends and (not self.rope_theta or self.rope_theta <= info.rope_theta):
+            out.append(f"'max_position_embeddings' = {self.max_position_embeddings} extends {base} past its "
+                       f"{info.max_position_embeddings} positions but rope_theta stays {theta:g}; raise rope_theta "
+                       f"too (open-r1 uses 300000 for 32768 positions on Qwen2.5-Math)")
         if self.max_position_embeddings is not None and self.max_position_embeddings < self.max_length:
             out.append(f"'max_position_embeddings' = {self.max_position_embeddings} is below max_length = {self.max_length}")
 

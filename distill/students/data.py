@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.trace import Trace, assistant_text, read_traces
+from distill.trace import Trace, TraceError, assistant_text, read_traces
 
 log = logging.getLogger(__name__)
 
@@ -99,14 +99,22 @@ def build_dataset(path: str | Path, tokenizer, max_length: int, *, chat_template
     if not path.exists():
         raise FileNotFoundError(
             f"{path}: no such file. Run `make filter` first (it writes clean.jsonl), or pass --data PATH")
+    if next(read_traces(path), None) is None:
+        raise ValueError(f"{path}: no traces to train on (the file is empty); check the filter report next to it")
     stats = DataStats(path=str(path), sha256=file_sha256(path), max_length=max_length)
     kwargs: dict[str, Any] = {"gen_kwargs": {"path": str(path), "sha256": stats.sha256}}
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
-    raw = Dataset.from_generator(_rows, **kwargs)
+    try:
+        raw = Dataset.from_generator(_rows, **kwargs)
+    except Exception as e:
+        # datasets wraps the reader's error ("An error occurred while generating the dataset"); the
+        # TraceError underneath names the file, line and field, which is what the user needs.
+        cause = e.__cause__ or e.__context__
+        if isinstance(cause, TraceError):
+            raise cause from None
+        raise
     stats.read = len(raw)
-    if stats.read == 0:
-        raise ValueError(f"{path}: no traces to train on (the file is empty); check the filter report next to it")
     stats.teachers = dict(Counter(raw["teacher"]))
 
     def encode(example):

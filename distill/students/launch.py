@@ -79,8 +79,13 @@ def format_command(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-def estimate_hours(params_b: float, tokens: float, gpus: int, *, mfu: float = 0.35,
-                   peak_tflops: float = H100_BF16_TFLOPS, checkpointing: bool = True) -> float:
-    """Wall hours to train `tokens` (all epochs) on `gpus` GPUs: 6·N·T FLOPs (+1/3 recompute with checkpointing) at `mfu` of peak."""
-    flops = 6 * params_b * 1e9 * tokens * (4 / 3 if checkpointing else 1.0)
+def estimate_hours(params_b: float, tokens: float, gpus: int, *, lora: bool = False, checkpointing: bool = True,
+                   mfu: float = 0.35, peak_tflops: float = H100_BF16_TFLOPS) -> float:
+    """Wall hours to train on `tokens` (all epochs together) with `gpus` GPUs at `mfu` of bf16 peak.
+
+    FLOPs per token: forward 2N, backward 4N (2N with LoRA: no weight gradients for the frozen
+    base), plus a second forward of 2N when activations are recomputed (gradient checkpointing).
+    """
+    per_token = 2 + (2 if lora else 4) + (2 if checkpointing else 0)
+    flops = per_token * params_b * 1e9 * tokens
     return flops / (gpus * peak_tflops * 1e12 * mfu) / 3600

@@ -93,7 +93,7 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
     if cfg.devices > 1:
         rank, master = node_rank_and_master()
         command = launch_command(cfg, size=preset, data=data, out_dir=out_dir, overrides=overrides, cpu=cpu,
-                                 machine_rank=rank, main_process_ip=master)
+                                 machine_rank=rank, main_process_ip=master, main_process_port=rendezvous_port(cfg))
     if cfg.dry_run:
         print(f"preset: {preset}\nglobal batch: {cfg.per_device_batch_size} per device x "
               f"{cfg.gradient_accumulation_steps} accumulation x {cfg.devices} devices\n"
@@ -101,22 +101,36 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
         return None
 
     final = out_dir / "final"
-    if _finished(out_dir) and not cfg.overwrite:
-        log.info("%s is already trained; refreshing card.md (overwrite=true to train again)", final)
+    finished = _finished(out_dir) and not cfg.overwrite
+    prepare_run_dir(cfg, data, out_dir, preset, size=str(size), launch=format_command(command) if command else None)
+    if finished:
+        log.info("%s is already trained with this recipe; card.md refreshed (overwrite=true to train again)", final)
         write_card(out_dir)
         return final
-    prepare_run_dir(cfg, data, out_dir, preset, size=str(size), launch=format_command(command) if command else None)
     if command is None:
         return train(cfg, data, out_dir, preset=preset, size=str(size))
 
     log.info("launching %d processes on this node: %s", cfg.gpus_per_node, format_command(command))
     env = dict(os.environ)
     env.setdefault("OMP_NUM_THREADS", str(cfg.torch_threads or 1))
-    result = subprocess.run(command, env=env)
+    result = subprocess.run(command, env=env, check=False)
     if result.returncode != 0:
         raise RuntimeError(f"training processes failed (exit {result.returncode}); rerun the same command to resume "
                            f"from the last checkpoint in {out_dir / 'checkpoints'}")
     return final
+
+
+def rendezvous_port(cfg: StudentConfig) -> int:
+    """MASTER_PORT when set (every node must agree); on one node a free local port, so jobs can run side by side."""
+    if os.environ.get("MASTER_PORT"):
+        return int(os.environ["MASTER_PORT"])
+    if cfg.nodes > 1:
+        return 29500
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _no_cuda() -> bool:
@@ -142,7 +156,8 @@ def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path,
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
     sha = file_sha256(data)
     record = read_record(out_dir)
-    if last_complete_checkpoint(out_dir / "checkpoints") is not None and record.get("config"):
+    trained = last_complete_checkpoint(out_dir / "checkpoints") is not None or (out_dir / "final").is_dir()
+    if trained and record.get("config"):
         old, new = record["config"], to_dict(cfg)
         changed = sorted(k for k in set(old) | set(new) if k not in RUN_CONTROL_KEYS and old.get(k) != new.get(k))
         if record.get("data_sha256") not in (None, sha):
@@ -153,6 +168,8 @@ def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path,
                 f"{out_dir} holds checkpoints of another run ({detail}); resuming would mix two recipes. "
                 f"Pass overwrite=true to start over, or --out elsewhere")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if trained and record.get("config"):
+        return  # same recipe: keep the record (and its results) as they are
     write_record(out_dir, {"size": Path(size).stem, "preset": str(preset), "config": to_dict(cfg),
                            "data_sha256": sha, "launch": launch or "in-process"})
 
@@ -298,36 +315,39 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
 
 def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_size: int) -> dict[str, Any]:
     """TrainingArguments fields shared by the SFT and KD configs."""
-    kwargs: dict[str, Any] = dict(
-        output_dir=str(out_dir / "checkpoints"),
-        per_device_train_batch_size=cfg.per_device_batch_size,
-        gradient_accumulation_steps=cfg.gradient_accumulation_steps,
-        learning_rate=cfg.learning_rate,
-        lr_scheduler_type=cfg.lr_scheduler,
-        warmup_steps=cfg.warmup_ratio,  # a float below 1 is a fraction of all steps in transformers 5
-        num_train_epochs=cfg.num_epochs,
-        max_steps=cfg.max_steps,
-        weight_decay=cfg.weight_decay,
-        max_grad_norm=cfg.max_grad_norm,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
-        bf16=cfg.bf16 and not cpu,
-        activation_checkpointing=cfg.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
-        save_strategy="steps",
-        save_steps=cfg.save_steps,
-        save_total_limit=cfg.save_total_limit,
-        logging_steps=cfg.logging_steps,
-        report_to=[] if cfg.report_to == "none" else [cfg.report_to],
-        use_cpu=cpu,
-        dataloader_num_workers=0,
-        use_liger_kernel=cfg.use_liger_kernel,
-    )
+    kwargs: dict[str, Any] = {
+        "output_dir": str(out_dir / "checkpoints"),
+        "per_device_train_batch_size": cfg.per_device_batch_size,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+        "learning_rate": cfg.learning_rate,
+        "lr_scheduler_type": cfg.lr_scheduler,
+        "warmup_steps": cfg.warmup_ratio,  # a float below 1 is a fraction of all steps in transformers 5
+        "num_train_epochs": cfg.num_epochs,
+        "max_steps": cfg.max_steps,
+        "weight_decay": cfg.weight_decay,
+        "max_grad_norm": cfg.max_grad_norm,
+        "seed": cfg.seed,
+        "data_seed": cfg.seed,
+        "bf16": cfg.bf16 and not cpu,
+        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
+        "save_strategy": "steps",
+        "save_steps": cfg.save_steps,
+        "save_total_limit": cfg.save_total_limit,
+        "logging_steps": cfg.logging_steps,
+        "report_to": [] if cfg.report_to == "none" else [cfg.report_to],
+        "use_cpu": cpu,
+        "dataloader_num_workers": 0,
+        "use_liger_kernel": cfg.use_liger_kernel,
+    }
     if cfg.lr_scheduler == "cosine_with_min_lr":
         kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": cfg.min_lr_rate}
     if cfg.gradient_checkpointing:
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     if cpu and world_size > 1:
         kwargs["ddp_backend"] = "gloo"
+    if cfg.parallelism == "ddp" and world_size > 1:
+        # Every trainable parameter gets a gradient each step; the unused-parameter search is an extra graph walk.
+        kwargs["ddp_find_unused_parameters"] = False
     return kwargs
 
 
@@ -356,7 +376,7 @@ def make_sft_trainer(cfg: StudentConfig, *, model, args, dataset, tokenizer, pef
                callbacks=callbacks)
 
 
-def LeanSFTTrainer():  # noqa: N802 - a class factory, so trl is imported only when training
+def LeanSFTTrainer():
     """SFTTrainer without the per-step entropy / token-accuracy metrics.
 
     SFTTrainer computes both on every step and gathers them across ranks with a host sync; on a
