@@ -29,8 +29,13 @@ from distill.verify.sandbox import SLOTS, UID_BASE, Limits, get_sandbox, process
 
 HAVE_BWRAP = shutil.which("bwrap") is not None
 MODES = [
-    pytest.param("bwrap", marks=pytest.mark.skipif(
-        not HAVE_BWRAP, reason="bubblewrap not installed (`apt-get install bubblewrap`; .ci/run installs it)")),
+    pytest.param(
+        "bwrap",
+        marks=pytest.mark.skipif(
+            not HAVE_BWRAP,
+            reason="bubblewrap not installed (`apt-get install bubblewrap`; .ci/run installs it)",
+        ),
+    ),
     "fallback",
 ]
 ROOT = os.geteuid() == 0
@@ -42,90 +47,305 @@ HOME = Path(os.path.realpath(os.path.expanduser("~")))
 HOME_OPEN_TO_OTHERS = bool(HOME.stat().st_mode & 0o001)
 
 
-def corpus(port: int, unix_sock: str, sentinels: list[str], sentinel_dirs: list[str], marker: str,
-           secret_file: str, home_secret: str) -> dict[str, tuple[str, set[str]]]:
-    """name -> (program, statuses it may end with). Paths and ports are baked into the source."""
-    fail = {"wrong_answer", "runtime_error"}
-    return {
-        # -- processes
-        "fork_bomb": ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
-                      {"timeout"}),
-        "fork_count": ("import os, time\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n"
-                       "            time.sleep(60)\n            os._exit(0)\n        n += 1\nexcept OSError:\n"
-                       "    pass\nprint(n)\n", {"wrong_answer"}),
-        "thread_bomb": ("import threading, time\nfor i in range(1000):\n"
-                        "    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()\nprint('escaped')\n",
-                        {"runtime_error"}),
-        "daemon": ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-                   "        time.sleep(1.0)\n        open(" + repr(marker) + ", 'w').write('alive')\n"
-                   "        time.sleep(120)\n    os._exit(0)\nprint('spawned')\n", {"wrong_answer", "timeout"}),
-        "kill_parent": ("import os, signal\nhit = []\nfor pid in (os.getppid(), 1, os.getpgid(os.getppid())):\n"
-                        "    try:\n        os.kill(pid, signal.SIGKILL)\n        hit.append(pid)\n"
-                        "    except OSError:\n        pass\nos.kill(-1, signal.SIGKILL)\n"
-                        "print(f'escaped {hit}' if hit else 'held')\n", fail),
-        "ptrace_parent": ("import os\ntry:\n    open(f'/proc/{os.getppid()}/mem', 'rb').read(1)\n"
-                          "    print('escaped')\nexcept OSError as e:\n    print('denied', e.errno)\n", fail),
-        # -- resources
-        "memory_balloon": ("x = bytearray(8 << 30)\nprint('escaped')\n", {"memory_limit"}),
-        "memory_touch": ("chunks = []\nwhile True:\n    chunks.append(b'x' * 10**7)\n", {"memory_limit", "timeout"}),
-        "infinite_loop": ("while True:\n    pass\n", {"timeout"}),
-        "sleep_past_timeout": ("import time\ntime.sleep(100)\nprint('escaped')\n", {"timeout"}),
-        "ignore_signals": ("import signal\nfor s in (signal.SIGTERM, signal.SIGXCPU, signal.SIGINT, signal.SIGHUP,"
-                           " signal.SIGALRM):\n    signal.signal(s, signal.SIG_IGN)\nwhile True:\n    pass\n",
-                           {"timeout"}),
-        "close_pipes_and_spin": ("import os\nfor fd in range(64):\n    try:\n        os.close(fd)\n"
-                                 "    except OSError:\n        pass\nwhile True:\n    pass\n", {"timeout"}),
-        "stdout_gigabytes": ("import sys\ns = 'x' * (1 << 20)\nfor _ in range(4096):\n    sys.stdout.write(s)\n",
-                             {"runtime_error"}),
-        "stderr_gigabytes": ("import sys\ns = 'x' * (1 << 20)\nfor _ in range(4096):\n    sys.stderr.write(s)\n",
-                             {"runtime_error"}),
-        "file_size_bomb": ("with open('big.bin', 'wb') as f:\n    for _ in range(1024):\n"
-                           "        f.write(b'x' * (1 << 20))\nprint('escaped')\n", {"runtime_error"}),
-        "open_files": ("fs = [open('/dev/null') for _ in range(100000)]\nprint('escaped')\n", {"runtime_error"}),
-        "raise_rlimits": ("import resource\nr = []\nfor name in ('RLIMIT_AS', 'RLIMIT_NPROC', 'RLIMIT_CPU', "
-                          "'RLIMIT_FSIZE', 'RLIMIT_NOFILE'):\n    try:\n        resource.setrlimit(getattr(resource,"
-                          " name), (resource.RLIM_INFINITY, resource.RLIM_INFINITY))\n        r.append(name)\n"
-                          "    except (ValueError, OSError):\n        pass\nx = bytearray(3 << 30)\n"
-                          "print('escaped', r)\n", {"memory_limit"}),
-        "become_root": ("import os, ctypes\nlibc = ctypes.CDLL(None)\nok = []\n"
-                        "for f in (lambda: os.setuid(0), lambda: os.setresuid(0, 0, 0), lambda: os.setgid(0)):\n"
-                        "    try:\n        f()\n        ok.append(True)\n    except OSError:\n        pass\n"
-                        "if libc.setuid(0) == 0:\n    ok.append('libc')\nprint('escaped' if ok or os.geteuid() == 0"
-                        " else 'user', os.geteuid())\n", {"wrong_answer"}),
-        # -- file system
-        "write_outside_tmp": ("import os\nok = []\nfor p in " + repr(sentinels) + ":\n    try:\n"
-                              "        open(p, 'a').write('pwned')\n        ok.append(p)\n    except OSError:\n"
-                              "        pass\nfor d in " + repr(sentinel_dirs + ["/etc", "/usr", "/"]) + ":\n"
-                              "    try:\n        open(os.path.join(d, 'distill-pwned'), 'w').write('x')\n"
-                              "        ok.append(d)\n    except OSError:\n        pass\nprint(f'escaped {ok}' if ok else 'held')\n",
-                              fail),
-        "delete_files": ("import os, shutil\nok = []\nfor p in " + repr(sentinels) + ":\n    try:\n"
-                         "        os.remove(p)\n        ok.append(p)\n    except OSError:\n        pass\n"
-                         "for d in " + repr(sentinel_dirs) + ":\n    there = os.path.exists(d)\n"
-                         "    shutil.rmtree(d, ignore_errors=True)\n    if there and not os.path.exists(d):\n"
-                         "        ok.append(d)\nprint(f'escaped {ok}' if ok else 'held')\n", fail),
-        "chmod_and_rename": ("import os\nok = []\nfor p in " + repr(sentinels) + ":\n"
-                             "    for f in (lambda: os.chmod(p, 0o777), lambda: os.rename(p, p + '.moved'),"
-                             " lambda: os.truncate(p, 0)):\n        try:\n            f()\n"
-                             "            ok.append(p)\n        except OSError:\n            pass\n"
-                             "print(f'escaped {ok}' if ok else 'held')\n", fail),
-        "read_secret_file": ("try:\n    print(open(" + repr(secret_file) + ").read())\nexcept OSError as e:\n"
-                             "    print('denied', e.errno)\n", fail),
-        "read_home_secret": ("try:\n    print('escaped', open(" + repr(home_secret) + ").read())\n"
-                             "except OSError as e:\n    print('denied', e.errno)\n", fail),
-        # -- network and secrets
-        "connect_tcp": ("import socket\ntry:\n    s = socket.create_connection(('127.0.0.1', " + str(port) + "),"
-                        " timeout=2)\n    s.sendall(b'pwned')\n    print('escaped')\nexcept OSError as e:\n"
-                        "    print('blocked', e.errno)\n", fail),
-        "connect_unix": ("import socket\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect(" + repr(unix_sock) +
-                         ")\n    s.sendall(b'pwned')\n    print('escaped')\nexcept OSError as e:\n"
-                         "    print('blocked', e.errno)\n", fail),
-        "env_secret": ("import os, glob\nfound = [k for k, v in os.environ.items() if 'DISTILL_TEST_SECRET' in k]\n"
-                       "for p in glob.glob('/proc/*/environ'):\n    try:\n        data = open(p, 'rb').read()\n"
-                       "    except OSError:\n        continue\n    i = data.find(b'sk-distill-test-')\n"
-                       "    if i >= 0:\n        found.append(data[i:i + 60].decode())\nprint('escaped' if found "
-                       "else 'clean', found)\n", fail),
-    }
+FAIL = {"wrong_answer", "runtime_error"}
+# name -> (program, the statuses it may end with). A program prints 'escaped' only when its
+# attack worked. __NAME__ placeholders are replaced by `corpus` with the fixture's paths and ports.
+CORPUS: dict[str, tuple[str, set[str]]] = {
+    # -- processes
+    "fork_bomb": (
+        """
+import os
+while True:
+    try:
+        os.fork()
+    except OSError:
+        pass
+""",
+        {"timeout"},
+    ),
+    "fork_count": (
+        """
+import os, time
+n = 0
+try:
+    while True:
+        if os.fork() == 0:
+            time.sleep(60)
+            os._exit(0)
+        n += 1
+except OSError:
+    pass
+print(n)
+""",
+        {"wrong_answer"},
+    ),
+    "thread_bomb": (
+        """
+import threading, time
+for i in range(1000):
+    threading.Thread(target=time.sleep, args=(30,), daemon=True).start()
+print('escaped')
+""",
+        {"runtime_error"},
+    ),
+    "daemon": (
+        """
+import os, time
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        time.sleep(1.0)
+        open(__MARKER__, 'w').write('alive')
+        time.sleep(120)
+    os._exit(0)
+print('spawned')
+""",
+        {"wrong_answer", "timeout"},
+    ),
+    "kill_parent": (
+        """
+import os, signal
+hit = []
+for pid in (os.getppid(), 1, os.getpgid(os.getppid())):
+    try:
+        os.kill(pid, signal.SIGKILL)
+        hit.append(pid)
+    except OSError:
+        pass
+os.kill(-1, signal.SIGKILL)
+print(f'escaped {hit}' if hit else 'held')
+""",
+        FAIL,
+    ),
+    "ptrace_parent": (
+        """
+import os
+try:
+    open(f'/proc/{os.getppid()}/mem', 'rb').read(1)
+    print('escaped')
+except OSError as e:
+    print('denied', e.errno)
+""",
+        FAIL,
+    ),
+    # -- resources
+    "memory_balloon": ("x = bytearray(8 << 30)\nprint('escaped')\n", {"memory_limit"}),
+    "memory_touch": (
+        "chunks = []\nwhile True:\n    chunks.append(b'x' * 10**7)\n",
+        {"memory_limit", "timeout"},
+    ),
+    "infinite_loop": ("while True:\n    pass\n", {"timeout"}),
+    "sleep_past_timeout": ("import time\ntime.sleep(100)\nprint('escaped')\n", {"timeout"}),
+    "ignore_signals": (
+        """
+import signal
+for s in (signal.SIGTERM, signal.SIGXCPU, signal.SIGINT, signal.SIGHUP, signal.SIGALRM):
+    signal.signal(s, signal.SIG_IGN)
+while True:
+    pass
+""",
+        {"timeout"},
+    ),
+    "close_pipes_and_spin": (
+        """
+import os
+for fd in range(64):
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+while True:
+    pass
+""",
+        {"timeout"},
+    ),
+    "stdout_gigabytes": (
+        """
+import sys
+s = 'x' * (1 << 20)
+for _ in range(4096):
+    sys.stdout.write(s)
+""",
+        {"runtime_error"},
+    ),
+    "stderr_gigabytes": (
+        """
+import sys
+s = 'x' * (1 << 20)
+for _ in range(4096):
+    sys.stderr.write(s)
+""",
+        {"runtime_error"},
+    ),
+    "file_size_bomb": (
+        """
+with open('big.bin', 'wb') as f:
+    for _ in range(1024):
+        f.write(b'x' * (1 << 20))
+print('escaped')
+""",
+        {"runtime_error"},
+    ),
+    "open_files": ("fs = [open('/dev/null') for _ in range(100000)]\nprint('escaped')\n", {"runtime_error"}),
+    "raise_rlimits": (
+        """
+import resource
+raised = []
+for name in ('RLIMIT_AS', 'RLIMIT_NPROC', 'RLIMIT_CPU', 'RLIMIT_FSIZE', 'RLIMIT_NOFILE'):
+    try:
+        resource.setrlimit(getattr(resource, name), (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        raised.append(name)
+    except (ValueError, OSError):
+        pass
+x = bytearray(3 << 30)
+print('escaped', raised)
+""",
+        {"memory_limit"},
+    ),
+    "become_root": (
+        """
+import os, ctypes
+libc = ctypes.CDLL(None)
+ok = []
+for f in (lambda: os.setuid(0), lambda: os.setresuid(0, 0, 0), lambda: os.setgid(0)):
+    try:
+        f()
+        ok.append(True)
+    except OSError:
+        pass
+if libc.setuid(0) == 0:
+    ok.append('libc')
+print('escaped' if ok or os.geteuid() == 0 else 'user', os.geteuid())
+""",
+        {"wrong_answer"},
+    ),
+    # -- file system
+    "write_outside_tmp": (
+        """
+import os
+ok = []
+for p in __SENTINELS__:
+    try:
+        open(p, 'a').write('pwned')
+        ok.append(p)
+    except OSError:
+        pass
+for d in __SENTINEL_DIRS__ + ['/etc', '/usr', '/']:
+    try:
+        open(os.path.join(d, 'distill-pwned'), 'w').write('x')
+        ok.append(d)
+    except OSError:
+        pass
+print(f'escaped {ok}' if ok else 'held')
+""",
+        FAIL,
+    ),
+    "delete_files": (
+        """
+import os, shutil
+ok = []
+for p in __SENTINELS__:
+    try:
+        os.remove(p)
+        ok.append(p)
+    except OSError:
+        pass
+for d in __SENTINEL_DIRS__:
+    there = os.path.exists(d)
+    shutil.rmtree(d, ignore_errors=True)
+    if there and not os.path.exists(d):
+        ok.append(d)
+print(f'escaped {ok}' if ok else 'held')
+""",
+        FAIL,
+    ),
+    "chmod_and_rename": (
+        """
+import os
+ok = []
+for p in __SENTINELS__:
+    for f in (lambda: os.chmod(p, 0o777), lambda: os.rename(p, p + '.moved'), lambda: os.truncate(p, 0)):
+        try:
+            f()
+            ok.append(p)
+        except OSError:
+            pass
+print(f'escaped {ok}' if ok else 'held')
+""",
+        FAIL,
+    ),
+    "read_secret_file": (
+        """
+try:
+    print('escaped', open(__SECRET_FILE__).read())
+except OSError as e:
+    print('denied', e.errno)
+""",
+        FAIL,
+    ),
+    "read_home_secret": (
+        """
+try:
+    print('escaped', open(__HOME_SECRET__).read())
+except OSError as e:
+    print('denied', e.errno)
+""",
+        FAIL,
+    ),
+    # -- network and secrets
+    "connect_tcp": (
+        """
+import socket
+try:
+    s = socket.create_connection(('127.0.0.1', __PORT__), timeout=2)
+    s.sendall(b'pwned')
+    print('escaped')
+except OSError as e:
+    print('blocked', e.errno)
+""",
+        FAIL,
+    ),
+    "connect_unix": (
+        """
+import socket
+s = socket.socket(socket.AF_UNIX)
+try:
+    s.connect(__UNIX_SOCK__)
+    s.sendall(b'pwned')
+    print('escaped')
+except OSError as e:
+    print('blocked', e.errno)
+""",
+        FAIL,
+    ),
+    "env_secret": (
+        """
+import os, glob
+found = [k for k in os.environ if 'DISTILL_TEST_SECRET' in k]
+for p in glob.glob('/proc/*/environ'):
+    try:
+        data = open(p, 'rb').read()
+    except OSError:
+        continue
+    i = data.find(b'sk-distill-test-')
+    if i >= 0:
+        found.append(data[i:i + 60].decode())
+print('escaped' if found else 'clean', found)
+""",
+        FAIL,
+    ),
+}
+
+
+def corpus(**subs: object) -> dict[str, tuple[str, set[str]]]:
+    """CORPUS with each __KEY__ replaced by repr(subs[key])."""
+    out = {}
+    for name, (source, allowed) in CORPUS.items():
+        for key, value in subs.items():
+            source = source.replace(f"__{key.upper()}__", repr(value))
+        assert "__" not in source.replace("__name__", ""), f"{name}: unfilled placeholder"
+        out[name] = (source.lstrip(), allowed)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +383,17 @@ def host(tmp_path_factory):
     home_secret.chmod(0o644)
     os.chmod(tmp, 0o755)
     os.environ["DISTILL_TEST_SECRET_KEY"] = SECRET  # inherited by nothing the sandbox runs, we check
-    state = dict(files=files, dirs=dirs, tcp=tcp, unix=unix, unix_path=unix_path, marker=marker,
-                 secret_file=str(secret_file), home_secret=str(home_secret), digest=_digest(files, dirs))
+    state = dict(
+        files=files,
+        dirs=dirs,
+        tcp=tcp,
+        unix=unix,
+        unix_path=unix_path,
+        marker=marker,
+        secret_file=str(secret_file),
+        home_secret=str(home_secret),
+        digest=_digest(files, dirs),
+    )
     yield state
     home_secret.unlink()
     os.environ.pop("DISTILL_TEST_SECRET_KEY", None)
@@ -191,17 +420,34 @@ def _sandbox_pids() -> dict[int, list[int]]:
 def hostile(request, host):
     """Run the whole corpus in one mode, 2 sandboxes at a time; results by name."""
     mode = request.param
-    programs = corpus(host["tcp"].getsockname()[1], host["unix_path"], host["files"], host["dirs"],
-                      host["marker"], host["secret_file"], host["home_secret"])
+    programs = corpus(
+        port=host["tcp"].getsockname()[1],
+        unix_sock=host["unix_path"],
+        sentinels=host["files"],
+        sentinel_dirs=host["dirs"],
+        marker=host["marker"],
+        secret_file=host["secret_file"],
+        home_secret=host["home_secret"],
+    )
     names = list(programs)
     start = time.monotonic()
-    results = verify_many([programs[n][0] for n in names],
-                          [{"cases": [{"input": "", "output": "escaped"}]} for _ in names],
-                          workers=2, mode=mode, limits=LIMITS, extract=False)
-    return dict(mode=mode, programs=programs, results=dict(zip(names, results)), start=start, elapsed=time.monotonic() - start)
+    results = verify_many(
+        [programs[n][0] for n in names],
+        [{"cases": [{"input": "", "output": "escaped"}]} for _ in names],
+        workers=2,
+        mode=mode,
+        limits=LIMITS,
+        extract=False,
+    )
+    return {
+        "mode": mode,
+        "programs": programs,
+        "results": dict(zip(names, results, strict=True)),
+        "start": start,
+    }
 
 
-CORPUS_NAMES = list(corpus(0, "", [], [], "", "", ""))
+CORPUS_NAMES = list(CORPUS)
 
 
 @pytest.mark.parametrize("name", CORPUS_NAMES)
@@ -255,7 +501,8 @@ PROBE = """
 import os, resource, json, sys
 out = {"uid": os.getuid(), "euid": os.geteuid(), "env": sorted(os.environ), "cwd": os.getcwd(),
        "limits": {n: resource.getrlimit(getattr(resource, n)) for n in
-                  ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CPU", "RLIMIT_CORE")},
+                  ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_CPU",
+                   "RLIMIT_CORE")},
        "nonewprivs": [l.split()[1] for l in open('/proc/self/status') if l.startswith('NoNewPrivs')][0],
        "caps": [l.split()[1] for l in open('/proc/self/status') if l.startswith('CapEff')][0],
        "pid": os.getpid(), "tmp": sorted(os.listdir('/tmp')) if os.access('/tmp', os.R_OK) else None}
@@ -287,10 +534,14 @@ def test_what_the_program_sees(mode, monkeypatch):
         assert UID_BASE <= seen["uid"] < UID_BASE + SLOTS and seen["euid"] == seen["uid"]
         assert lim["RLIMIT_NPROC"] == [7, 7]
     if mode == "bwrap":
-        assert seen["cwd"] == "/tmp" and seen["tmp"] == [] and seen["pid"] < 10  # private /tmp, own PID namespace
+        assert (
+            seen["cwd"] == "/tmp" and seen["tmp"] == [] and seen["pid"] < 10
+        )  # private /tmp, own PID namespace
         assert seen["root_writable"] == 30  # EROFS: the root is mounted read-only
     else:
-        assert seen["cwd"].startswith(tempfile.gettempdir()) and not os.path.exists(seen["cwd"])  # removed after
+        assert seen["cwd"].startswith(tempfile.gettempdir()) and not os.path.exists(
+            seen["cwd"]
+        )  # removed after
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -339,6 +590,8 @@ def test_loud_warning_without_network_namespace(monkeypatch, caplog):
 
 def test_host_process_limits_are_untouched():
     """The limits are set inside the sandbox, never in the caller's process."""
-    before = {n: resource.getrlimit(getattr(resource, n)) for n in ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_CPU")}
+    before = {
+        n: resource.getrlimit(getattr(resource, n)) for n in ("RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_CPU")
+    }
     verify_code("print(1)", {"cases": [{"input": "", "output": "1"}]}, extract=False, limits=LIMITS)
     assert {n: resource.getrlimit(getattr(resource, n)) for n in before} == before

@@ -1,4 +1,4 @@
-"""distill.verify.code: extraction, the tests dict, comparison, running (stdio / calls / check), real data, the filter.
+"""distill.verify.code: extraction, the tests dict, comparison, running, real data, the code_correct filter.
 
 Runs under the default sandbox ('auto': bubblewrap when installed, as in CI); the sandbox itself
 (both modes, hostile programs) is tested in test_sandbox.py.
@@ -37,8 +37,10 @@ def fenced(code: str, tag: str = "python") -> str:
 
 
 def test_extract_last_python_block_among_several():
-    text = ("First try:\n```python\nprint(1)\n```\nIn C++:\n```cpp\nint main(){}\n```\n"
-            "Final:\n```py\nprint(2)\n```\nUsage:\n```\n$ python sol.py\n```\n")
+    text = (
+        "First try:\n```python\nprint(1)\n```\nIn C++:\n```cpp\nint main(){}\n```\n"
+        "Final:\n```py\nprint(2)\n```\nUsage:\n```\n$ python sol.py\n```\n"
+    )
     assert extract_code(text) == "print(2)\n"
 
 
@@ -80,36 +82,54 @@ def test_extract_longer_fence_and_tildes():
 def test_parse_shapes():
     stdio = parse_tests({"cases": [{"input": "1\n", "output": "2\n"}]})
     assert (stdio.kind, stdio.cases, stdio.compare) == ("stdio", (("1\n", "2\n"),), "whitespace")
-    apps = parse_tests({"inputs": ["1\n", "2\n"], "outputs": ["2\n", "3\n"], "compare": "exact", "timeout": 3})
+    apps = parse_tests(
+        {"inputs": ["1\n", "2\n"], "outputs": ["2\n", "3\n"], "compare": "exact", "timeout": 3}
+    )
     assert (apps.kind, apps.num_cases, apps.timeout, apps.compare) == ("stdio", 2, 3.0, "exact")
     lcb = parse_tests({"fn_name": "twoSum", "cases": [{"input": "[2,7,11,15]\n9", "output": "[0,1]"}]})
     assert (lcb.kind, lcb.cases[0]) == ("calls", ([[2, 7, 11, 15], 9], [0, 1]))
     apps_calls = parse_tests({"fn_name": "add", "inputs": [[1, 2]], "outputs": [[3]]})
     assert apps_calls.apps_unwrap and apps_calls.cases[0] == ([1, 2], [3])
-    check = parse_tests({"check": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "inc"})
+    check = parse_tests(
+        {"check": "def check(candidate):\n    assert candidate(1) == 2\n", "entry_point": "inc"}
+    )
     assert (check.kind, check.entry_point, check.check_called, check.num_cases) == ("check", "inc", False, 1)
-    rllm = parse_tests({"functional": "def check(candidate):\n    assert candidate(1)\n\ncheck(Solution().f)"})
+    rllm = parse_tests(
+        {"functional": "def check(candidate):\n    assert candidate(1)\n\ncheck(Solution().f)"}
+    )
     assert rllm.check_called and rllm.entry_point is None
     assert parse_tests(json.dumps({"cases": [{"input": "", "output": "x"}]})).kind == "stdio"
 
 
-@pytest.mark.parametrize("tests, message", [
-    ({"case": [{"input": "", "output": ""}]}, r"unknown key 'case'; did you mean 'cases'\?"),
-    ({"compare": "exact"}, r"no tests: expected 'cases'"),
-    ({"cases": [{"input": "", "output": ""}], "check": "def check(c): pass\ncheck(f)"}, "not both"),
-    ({"cases": [{"input": "", "output": ""}], "compare": "fuzzy"}, r"compare: must be one of"),
-    ({"cases": [{"input": ""}]}, r"cases\[0\]: must be a dict with 'input' and 'output'"),
-    ({"cases": []}, r"cases: must be a non-empty list"),
-    ({"inputs": ["1"], "outputs": []}, r"1 inputs but 0 outputs"),
-    ({"cases": [{"input": 1, "output": "1"}]}, r"case 0: stdin/stdout cases need string input"),
-    ({"fn_name": "f", "cases": [{"input": "[1", "output": "1"}]}, r"case 0: input must hold one JSON value per line"),
-    ({"fn_name": "not an identifier", "cases": [{"input": "1", "output": "1"}]}, r"fn_name: must be a Python identifier"),
-    ({"check": "def check(candidate):\n    assert candidate(1)\n"}, r"never calls check\(\.\.\.\) and no 'entry_point'"),
-    ({"check": "def check(candidate:\n"}, r"check: not valid Python \(line 1"),
-    ({"cases": [{"input": "", "output": ""}], "timeout": -1}, r"timeout: must be a positive number"),
-    ("not json", r"a string of tests must be JSON"),
-    ([1, 2], r"code tests must be a dict"),
-])
+@pytest.mark.parametrize(
+    "tests, message",
+    [
+        ({"case": [{"input": "", "output": ""}]}, r"unknown key 'case'; did you mean 'cases'\?"),
+        ({"compare": "exact"}, r"no tests: expected 'cases'"),
+        ({"cases": [{"input": "", "output": ""}], "check": "def check(c): pass\ncheck(f)"}, "not both"),
+        ({"cases": [{"input": "", "output": ""}], "compare": "fuzzy"}, r"compare: must be one of"),
+        ({"cases": [{"input": ""}]}, r"cases\[0\]: must be a dict with 'input' and 'output'"),
+        ({"cases": []}, r"cases: must be a non-empty list"),
+        ({"inputs": ["1"], "outputs": []}, r"1 inputs but 0 outputs"),
+        ({"cases": [{"input": 1, "output": "1"}]}, r"case 0: stdin/stdout cases need string input"),
+        (
+            {"fn_name": "f", "cases": [{"input": "[1", "output": "1"}]},
+            r"case 0: input must hold one JSON value per line",
+        ),
+        (
+            {"fn_name": "not an identifier", "cases": [{"input": "1", "output": "1"}]},
+            r"fn_name: must be a Python identifier",
+        ),
+        (
+            {"check": "def check(candidate):\n    assert candidate(1)\n"},
+            r"never calls check\(\.\.\.\) and no 'entry_point'",
+        ),
+        ({"check": "def check(candidate:\n"}, r"check: not valid Python \(line 1"),
+        ({"cases": [{"input": "", "output": ""}], "timeout": -1}, r"timeout: must be a positive number"),
+        ("not json", r"a string of tests must be JSON"),
+        ([1, 2], r"code tests must be a dict"),
+    ],
+)
 def test_parse_errors_name_the_field(tests, message):
     with pytest.raises(ValueError, match=message):
         parse_tests(tests)
@@ -125,22 +145,25 @@ def test_verify_many_names_the_bad_index_before_running_anything():
 # Comparison
 
 
-@pytest.mark.parametrize("got, expected, compare, same", [
-    ("3\n", "3", "whitespace", True),
-    ("1  2 \n\n", "1 2", "whitespace", True),
-    ("  1 2\n3\n", "1 2\n3\n\n", "whitespace", True),
-    ("1 2\n3", "1 2 3", "whitespace", False),  # line structure counts
-    ("3", "4", "whitespace", False),
-    ("3\n", "3", "exact", False),
-    ("3", "3", "exact", True),
-    ("0.3333333", "0.333333333", "float", True),
-    ("1000000.1", "1000000.0", "float", True),  # relative 1e-7
-    ("0.334", "0.333333", "float", False),
-    ("YES 0.5", "YES 0.5000001", "float", True),
-    ("NO 0.5", "YES 0.5", "float", False),
-    ("1 2", "1 2 3", "float", False),
-    ("nan", "nan", "float", True),
-])
+@pytest.mark.parametrize(
+    "got, expected, compare, same",
+    [
+        ("3\n", "3", "whitespace", True),
+        ("1  2 \n\n", "1 2", "whitespace", True),
+        ("  1 2\n3\n", "1 2\n3\n\n", "whitespace", True),
+        ("1 2\n3", "1 2 3", "whitespace", False),  # line structure counts
+        ("3", "4", "whitespace", False),
+        ("3\n", "3", "exact", False),
+        ("3", "3", "exact", True),
+        ("0.3333333", "0.333333333", "float", True),
+        ("1000000.1", "1000000.0", "float", True),  # relative 1e-7
+        ("0.334", "0.333333", "float", False),
+        ("YES 0.5", "YES 0.5000001", "float", True),
+        ("NO 0.5", "YES 0.5", "float", False),
+        ("1 2", "1 2 3", "float", False),
+        ("nan", "nan", "float", True),
+    ],
+)
 def test_outputs_match(got, expected, compare, same):
     assert outputs_match(got, expected, compare, 1e-6) is same
 
@@ -156,21 +179,33 @@ def test_values_match_float_tolerance_is_recursive():
 # Running stdin/stdout
 
 
-SUM = {"cases": [{"input": "1 2\n", "output": "3\n"}, {"input": "5 5\n", "output": "10\n"},
-                 {"input": "-1 1\n", "output": "0\n"}]}
+SUM = {
+    "cases": [
+        {"input": "1 2\n", "output": "3\n"},
+        {"input": "5 5\n", "output": "10\n"},
+        {"input": "-1 1\n", "output": "0\n"},
+    ]
+}
 
 
 def test_stdio_passes():
     r = verify_code(fenced("a, b = map(int, input().split())\nprint(a + b)"), SUM, limits=FAST)
-    assert (r.status, r.passed, r.pass_rate, [c.status for c in r.cases]) == ("passed", True, 1.0, ["passed"] * 3)
+    assert (r.status, r.passed, r.pass_rate, [c.status for c in r.cases]) == (
+        "passed",
+        True,
+        1.0,
+        ["passed"] * 3,
+    )
     assert r.code.startswith("a, b =")
 
 
 def test_stdio_reads_stdin_every_common_way():
-    for read in ("import sys\nprint(sum(map(int, sys.stdin.read().split())))",
-                 "print(sum(map(int, open(0).read().split())))",
-                 "import sys\nprint(sum(map(int, sys.stdin.buffer.readline().split())))",
-                 "print(sum(map(int, open('/dev/stdin').read().split())))"):
+    for read in (
+        "import sys\nprint(sum(map(int, sys.stdin.read().split())))",
+        "print(sum(map(int, open(0).read().split())))",
+        "import sys\nprint(sum(map(int, sys.stdin.buffer.readline().split())))",
+        "print(sum(map(int, open('/dev/stdin').read().split())))",
+    ):
         assert verify_code(read, SUM, extract=False, limits=FAST).passed, read
 
 
@@ -190,7 +225,9 @@ def test_stdio_runtime_error_and_exit_status():
     assert r.status == "runtime_error" and "ZeroDivisionError" in r.excerpt
     r = verify_code("import sys\nprint(3)\nsys.exit(2)", SUM, extract=False, limits=FAST)
     assert r.status == "runtime_error" and "exit status 2" in r.excerpt
-    r = verify_code("import sys\nprint(3)\nsys.exit(0)", {"cases": [{"input": "", "output": "3"}]}, extract=False)
+    r = verify_code(
+        "import sys\nprint(3)\nsys.exit(0)", {"cases": [{"input": "", "output": "3"}]}, extract=False
+    )
     assert r.passed  # exit(0) after printing is a normal end
     r = verify_code("def f(:\n  pass", SUM, extract=False, limits=FAST)
     assert r.status == "runtime_error" and "SyntaxError" in r.excerpt
@@ -201,27 +238,38 @@ def test_stdio_compare_modes_from_the_tests():
     case = [{"input": "", "output": "0.333333"}]
     assert not verify_code(third, {"cases": case}, extract=False).passed
     assert verify_code(third, {"cases": case, "compare": "float"}, extract=False).passed
-    assert not verify_code(third, {"cases": case, "compare": "float", "float_tol": 1e-9}, extract=False).passed
-    assert not verify_code("print(3)", {"cases": [{"input": "", "output": "3"}], "compare": "exact"},
-                           extract=False).passed  # print adds the newline
+    assert not verify_code(
+        third, {"cases": case, "compare": "float", "float_tol": 1e-9}, extract=False
+    ).passed
+    assert not verify_code(
+        "print(3)", {"cases": [{"input": "", "output": "3"}], "compare": "exact"}, extract=False
+    ).passed  # print adds the newline
 
 
 def test_stdio_threads_and_main_guard():
-    code = ("import threading, sys\nsys.setrecursionlimit(10**5)\nthreading.stack_size(1 << 26)\n"
-            "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
-            "def main():\n    print(depth(int(input())))\n"
-            "if __name__ == '__main__':\n    threading.Thread(target=main).start()\n")
+    code = (
+        "import threading, sys\nsys.setrecursionlimit(10**5)\nthreading.stack_size(1 << 26)\n"
+        "def depth(n):\n    return 0 if n == 0 else 1 + depth(n - 1)\n"
+        "def main():\n    print(depth(int(input())))\n"
+        "if __name__ == '__main__':\n    threading.Thread(target=main).start()\n"
+    )
     assert verify_code(code, {"cases": [{"input": "20000\n", "output": "20000"}]}, extract=False).passed
 
 
 def test_stdio_timeout_and_memory_limit():
-    r = verify_code("while True:\n    pass", {"cases": [{"input": "", "output": ""}], "timeout": 0.5}, extract=False)
+    r = verify_code(
+        "while True:\n    pass", {"cases": [{"input": "", "output": ""}], "timeout": 0.5}, extract=False
+    )
     assert r.status == "timeout" and r.cases[0].time_s < 3
-    r = verify_code("x = bytearray(600 << 20)\nprint(1)", {"cases": [{"input": "", "output": "1"}], "memory_mb": 256},
-                    extract=False)
+    r = verify_code(
+        "x = bytearray(600 << 20)\nprint(1)",
+        {"cases": [{"input": "", "output": "1"}], "memory_mb": 256},
+        extract=False,
+    )
     assert r.status == "memory_limit", r
-    assert verify_code("x = bytearray(100 << 20)\nprint(1)", {"cases": [{"input": "", "output": "1"}]},
-                       extract=False).passed  # the default 1 GiB fits it
+    assert verify_code(
+        "x = bytearray(100 << 20)\nprint(1)", {"cases": [{"input": "", "output": "1"}]}, extract=False
+    ).passed  # the default 1 GiB fits it
 
 
 def test_no_code_is_its_own_status():
@@ -234,11 +282,14 @@ def test_no_code_is_its_own_status():
 # Functional calls (LiveCodeBench / APPS)
 
 
-TWO_SUM = {"fn_name": "twoSum", "cases": [
-    {"input": "[2,7,11,15]\n9", "output": "[0, 1]"},
-    {"input": "[3,2,4]\n6", "output": "[1, 2]"},
-    {"input": "[3,3]\n6", "output": "[0, 1]"},
-]}
+TWO_SUM = {
+    "fn_name": "twoSum",
+    "cases": [
+        {"input": "[2,7,11,15]\n9", "output": "[0, 1]"},
+        {"input": "[3,2,4]\n6", "output": "[1, 2]"},
+        {"input": "[3,3]\n6", "output": "[0, 1]"},
+    ],
+}
 SOLUTION = """
 class Solution:
     def twoSum(self, nums: List[int], target: int) -> List[int]:
@@ -258,7 +309,9 @@ def test_calls_with_solution_class_and_prelude():
 
 
 def test_calls_wrong_answer_and_run_all():
-    wrong_on_6 = SOLUTION.replace("return (seen[target - x], i)", "return (seen[target - x], i) if target != 6 else [0, 0]")
+    wrong_on_6 = SOLUTION.replace(
+        "return (seen[target - x], i)", "return (seen[target - x], i) if target != 6 else [0, 0]"
+    )
     r = verify_code(wrong_on_6, TWO_SUM, extract=False)
     assert [c.status for c in r.cases] == ["passed", "wrong_answer"]
     assert "expected [1, 2], got [0, 0]" in r.cases[1].excerpt
@@ -278,8 +331,12 @@ def test_calls_exception_then_run_all_continues_in_a_fresh_process():
 
 def test_calls_timeout_per_call_and_missing_function():
     code = "import time\ndef f(x):\n    time.sleep(x)\n    return x\n"
-    r = verify_code(code, {"fn_name": "f", "inputs": [[0], [30], [0]], "outputs": [0, 30, 0], "timeout": 0.5},
-                    extract=False, run_all=True)
+    r = verify_code(
+        code,
+        {"fn_name": "f", "inputs": [[0], [30], [0]], "outputs": [0, 30, 0], "timeout": 0.5},
+        extract=False,
+        run_all=True,
+    )
     assert [c.status for c in r.cases] == ["passed", "timeout", "passed"]
     r = verify_code("def g(): pass", {"fn_name": "f", "inputs": [[1]], "outputs": [1]}, extract=False)
     assert r.status == "runtime_error" and "neither `Solution.f` nor a function `f`" in r.excerpt
@@ -289,8 +346,10 @@ def test_calls_timeout_per_call_and_missing_function():
 # check(candidate)
 
 
-HE_TESTS = {"check": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(-3) == 9\n",
-            "entry_point": "square"}
+HE_TESTS = {
+    "check": "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(-3) == 9\n",
+    "entry_point": "square",
+}
 
 
 def test_check_passes_and_names_the_failing_assert():
@@ -312,8 +371,11 @@ def test_check_errors_are_not_wrong_answers():
 
 def test_check_cannot_be_passed_by_exiting_early():
     """A program that ends the process with status 0 before the tests run is not a pass."""
-    for cheat in ("import os\nos._exit(0)", "import os\ndef square(x):\n    os._exit(0)\n",
-                  "import sys\ndef square(x):\n    sys.exit(0)\n"):
+    for cheat in (
+        "import os\nos._exit(0)",
+        "import os\ndef square(x):\n    os._exit(0)\n",
+        "import sys\ndef square(x):\n    sys.exit(0)\n",
+    ):
         r = verify_code(cheat, HE_TESTS, extract=False)
         assert not r.passed and r.status == "runtime_error", (cheat, r)
 
@@ -376,42 +438,55 @@ def _he_tests(row):
 
 def test_every_leetcode_reference_solution_passes(shared_data):
     rows = _leetcode(shared_data)
-    results = verify_many([r["solutions"] for r in rows], [r["tests"] for r in rows], workers=2, extract=False)
+    results = verify_many(
+        [r["solutions"] for r in rows], [r["tests"] for r in rows], workers=2, extract=False
+    )
     failed = {i: r.excerpt for i, r in enumerate(results) if not r.passed}
     assert not failed, f"{len(failed)}/200 reference solutions failed: {failed}"
 
 
 def test_every_humaneval_canonical_solution_passes(shared_data):
     rows = _humaneval(shared_data)
-    results = verify_many([r["prompt"] + r["canonical_solution"] for r in rows], [_he_tests(r) for r in rows],
-                          workers=2, extract=False)
+    results = verify_many(
+        [r["prompt"] + r["canonical_solution"] for r in rows],
+        [_he_tests(r) for r in rows],
+        workers=2,
+        extract=False,
+    )
     failed = {rows[i]["task_id"]: r.excerpt for i, r in enumerate(results) if not r.passed}
     assert not failed, f"{len(failed)}/164 canonical solutions failed: {failed}"
 
 
 def test_broken_variants_fail(shared_data):
-    """Every 3rd problem of each set, its solution's return value perturbed (+1, not, + '#', ...): all must fail."""
+    """Every 3rd problem of each set with its return value perturbed (+1, not, + '#', ...): all must fail."""
     answers, tests, names = [], [], []
     for row in _leetcode(shared_data)[::3]:
         method = re.search(r"check\(Solution\(\)\.(\w+)\)", row["tests"]["functional"]).group(1)
-        answers.append(row["solutions"] + PERTURB + f"\n_orig = Solution.{method}\n"
-                       f"Solution.{method} = lambda self, *a, **k: _distill_perturb(_orig(self, *a, **k))\n")
+        answers.append(
+            row["solutions"] + PERTURB + f"\n_orig = Solution.{method}\n"
+            f"Solution.{method} = lambda self, *a, **k: _distill_perturb(_orig(self, *a, **k))\n"
+        )
         tests.append(row["tests"])
         names.append(f"leetcode/{method}")
     for row in _humaneval(shared_data)[::3]:
         entry = row["entry_point"]
-        answers.append(row["prompt"] + row["canonical_solution"] + PERTURB + f"\n_orig = {entry}\n"
-                       f"def {entry}(*a, **k):\n    return _distill_perturb(_orig(*a, **k))\n")
+        answers.append(
+            row["prompt"] + row["canonical_solution"] + PERTURB + f"\n_orig = {entry}\n"
+            f"def {entry}(*a, **k):\n    return _distill_perturb(_orig(*a, **k))\n"
+        )
         tests.append(_he_tests(row))
         names.append(row["task_id"])
     # Plus one syntax error and one exception per set, which must be errors, not wrong answers.
     lc = _leetcode(shared_data)[0]
     he = _humaneval(shared_data)[0]
-    answers += [lc["solutions"].replace("def ", "def def ", 1), he["prompt"] + "    raise RuntimeError('boom')\n"]
+    answers += [
+        lc["solutions"].replace("def ", "def def ", 1),
+        he["prompt"] + "    raise RuntimeError('boom')\n",
+    ]
     tests += [lc["tests"], _he_tests(he)]
     names += ["leetcode/syntax", "humaneval/raises"]
     results = verify_many(answers, tests, workers=2, extract=False)
-    passed = [n for n, r in zip(names, results) if r.passed]
+    passed = [n for n, r in zip(names, results, strict=True) if r.passed]
     assert not passed, f"broken variants passed: {passed}"
     assert sum(r.status == "wrong_answer" for r in results[:-2]) >= 0.9 * (len(results) - 2)
     assert [r.status for r in results[-2:]] == ["runtime_error", "runtime_error"]
@@ -460,8 +535,10 @@ def test_filter_leaves_other_tasks_and_handles_missing_tests(make_trace):
 
 
 def test_filter_annotate_batch_then_check_only_reads(make_trace, monkeypatch):
-    traces = [_code_trace(make_trace, fenced(f"def square(x):\n    return x * {m}"), prompt_id=f"p{i}")
-              for i, m in enumerate(["x", "2", "abs(x)"])]
+    traces = [
+        _code_trace(make_trace, fenced(f"def square(x):\n    return x * {m}"), prompt_id=f"p{i}")
+        for i, m in enumerate(["x", "2", "abs(x)"])
+    ]
     f = CodeCorrect()
     f.annotate(traces + [make_trace()], workers=2)
     assert [t.meta["correct"] for t in traces] == [True, False, False]

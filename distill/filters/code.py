@@ -81,9 +81,15 @@ class CodeCorrect(TraceFilter):
         traces = list(traces)
         todo = [t for t in traces if self._needs_run(t)]
         specs = [parse_tests(t.reference, where=f"trace {t.id}: reference") for t in todo]
-        results = verify_many([t.answer for t in todo], specs, workers=workers,
-                              run_all=self._run_all, mode=self.mode, limits=self._limits())
-        for trace, result in zip(todo, results):
+        results = verify_many(
+            [t.answer for t in todo],
+            specs,
+            workers=workers,
+            run_all=self._run_all,
+            mode=self.mode,
+            limits=self._limits(),
+        )
+        for trace, result in zip(todo, results, strict=True):
             self._record(trace, result)
         return traces
 
@@ -94,12 +100,15 @@ class CodeCorrect(TraceFilter):
             return None if self.keep_unverified else "code_correct: no tests in the trace's reference"
         if self._needs_run(trace):
             spec = parse_tests(trace.reference, where=f"trace {trace.id}: reference")
-            self._record(trace, verify_code(trace.answer, spec, run_all=self._run_all,
-                                            mode=self.mode, limits=self._limits()))
+            self._record(
+                trace,
+                verify_code(trace.answer, spec, run_all=self._run_all, mode=self.mode, limits=self._limits()),
+            )
         done = trace.meta[ANNOTATION]
         rate = trace.meta["pass_rate"]
         if rate >= self.min_pass_rate and (self.min_pass_rate < 1.0 or trace.meta["correct"]):
             return None
         if self.min_pass_rate < 1.0:
-            return f"code_correct: passed {done['passed']}/{done['cases']} cases ({rate:.0%} < {self.min_pass_rate:.0%})"
+            share = f"{rate:.0%} < {self.min_pass_rate:.0%}"
+            return f"code_correct: passed {done['passed']}/{done['cases']} cases ({share})"
         return f"code_correct: {done['excerpt'] or done['status']}"

@@ -1,4 +1,4 @@
-"""The in-sandbox half of `distill.verify.sandbox`: runs as `python -I -c <this file's text> PAYLOAD_FD RESULT_FD`.
+"""The in-sandbox half of `distill.verify.sandbox`, run as `python -I -S -c <this text> PAYLOAD_FD RESULT_FD`.
 
 This file is never imported by the host. Its text is passed with `-c` so that it runs even where
 the package itself is not visible inside the sandbox (a checkout under a hidden home directory).
@@ -15,7 +15,8 @@ It is trusted code that runs first, while the process is still root (in the sand
 5. runs the program and reports on RESULT_FD, one JSON object per line:
    {"event": "ready", ...} once set up, then per kind:
    stdio: {"event": "exit", "status": "ok" | "runtime_error" | "memory_limit", "error": ...}
-   check: {"event": "result", "status": "passed" | "wrong_answer" | "runtime_error" | "memory_limit", "error": ...}
+   check: {"event": "result", "status": "passed" | "wrong_answer" | "runtime_error" | "memory_limit",
+           "error": ...}
    calls: {"event": "case", "index": i, "status": "ok" | ..., "value": ...} per call, then {"event": "exit"}.
 
 The program shares this process (so a check can call its functions), which means a program that
@@ -40,14 +41,17 @@ PR_SET_NO_NEW_PRIVS = 38
 
 
 class _CallTimeout(BaseException):
-    """Raised in a functional call that ran past its limit (BaseException: `except Exception` in the program must not eat it)."""
+    """Raised in a functional call that ran past its limit.
+
+    A BaseException, so that an `except Exception` in the program does not eat it.
+    """
 
 
 def _send(fd, **record):
     line = (json.dumps(record, default=repr) + "\n").encode()
     try:
         while line:
-            line = line[os.write(fd, line):]
+            line = line[os.write(fd, line) :]
     except OSError:
         os._exit(75)  # the host is gone: nothing left to report to
 
@@ -104,8 +108,15 @@ def _setup(p, out):
     os.chdir(p["workdir"])
     sys.argv = ["solution.py"]
     stdlib = os.path.dirname(os.__file__)
-    _send(out, event="ready", net=net, uid=os.getuid(), euid=os.geteuid(), pid=os.getpid(),
-          stdlib_readable=os.access(stdlib, os.R_OK | os.X_OK) and os.access(os.__file__, os.R_OK))
+    _send(
+        out,
+        event="ready",
+        net=net,
+        uid=os.getuid(),
+        euid=os.geteuid(),
+        pid=os.getpid(),
+        stdlib_readable=os.access(stdlib, os.R_OK | os.X_OK) and os.access(os.__file__, os.R_OK),
+    )
     return env_globals
 
 
@@ -186,16 +197,30 @@ def _run_check(p, g, out):
         entry = p.get("entry_point")
         if entry and not p.get("tests_call_check"):
             if entry not in g:
-                _send(out, event="result", status="runtime_error",
-                      error=f"the solution defines no `{entry}` (the entry point the tests call)")
+                _send(
+                    out,
+                    event="result",
+                    status="runtime_error",
+                    error=f"the solution defines no `{entry}` (the entry point the tests call)",
+                )
                 os._exit(0)
             g["check"](g[entry])
     except AssertionError as e:
         line = _tests_line(e, p["tests"])
         if _innermost_file(e) == "<tests>":
-            _send(out, event="result", status="wrong_answer", error=f"failed: {line}" if line else "an assert failed")
+            _send(
+                out,
+                event="result",
+                status="wrong_answer",
+                error=f"failed: {line}" if line else "an assert failed",
+            )
         else:  # the solution's own assert
-            _send(out, event="result", status="runtime_error", error=_describe(e) + (f" (in: {line})" if line else ""))
+            _send(
+                out,
+                event="result",
+                status="runtime_error",
+                error=_describe(e) + (f" (in: {line})" if line else ""),
+            )
         os._exit(0)
     except BaseException as e:
         line = _tests_line(e, p["tests"])
@@ -223,13 +248,19 @@ def _run_calls(p, g, out):
     name = p["fn_name"]
     cls = g.get("Solution")
     if isinstance(cls, type) and hasattr(cls, name):
+
         def fn(*args):
             return getattr(cls(), name)(*args)
     elif callable(g.get(name)):
         fn = g[name]
     else:
-        _send(out, event="case", index=0, status="runtime_error",
-              error=f"the solution defines neither `Solution.{name}` nor a function `{name}`")
+        _send(
+            out,
+            event="case",
+            index=0,
+            status="runtime_error",
+            error=f"the solution defines neither `Solution.{name}` nor a function `{name}`",
+        )
         os._exit(0)
 
     def _alarm(signum, frame):

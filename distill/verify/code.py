@@ -22,8 +22,10 @@ functional calls (LiveCodeBench 'functional' tests, APPS call-based): `fn_name` 
 `Solution().fn_name(*args)` when the code defines `class Solution`, else as `fn_name(*args)`;
 the return value is compared with the expected value after a JSON round trip::
 
-    {"fn_name": "twoSum", "cases": [{"input": "[2,7,11,15]\\n9", "output": "[0,1]"}]}  # LCB: JSON per line / JSON
-    {"fn_name": "add", "inputs": [[1, 2]], "outputs": [3]}                             # APPS: args list / value
+    # LiveCodeBench: one JSON value per line per argument / a JSON value
+    {"fn_name": "twoSum", "cases": [{"input": "[2,7,11,15]\\n9", "output": "[0,1]"}]}
+    # APPS: a list of arguments / the value
+    {"fn_name": "add", "inputs": [[1, 2]], "outputs": [3]}
 
 check function (HumanEval, MBPP-style, the rllm LeetCode set): the solution and then this source
 run in one namespace; an `assert` failing in the tests is a wrong answer. When the source does
@@ -72,13 +74,28 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("passed", "wrong_answer", "timeout", "runtime_error", "memory_limit")
 COMPARES = ("whitespace", "exact", "float")
+_PRELUDE_MODULES = (
+    "string",
+    "re",
+    "datetime",
+    "collections",
+    "heapq",
+    "bisect",
+    "copy",
+    "math",
+    "random",
+    "statistics",
+    "itertools",
+    "functools",
+    "operator",
+    "io",
+    "sys",
+    "json",
+)
 PRELUDE = (
-    "from string import *\nfrom re import *\nfrom datetime import *\nfrom collections import *\n"
-    "from heapq import *\nfrom bisect import *\nfrom copy import *\nfrom math import *\nfrom random import *\n"
-    "from statistics import *\nfrom itertools import *\nfrom functools import *\nfrom operator import *\n"
-    "from io import *\nfrom sys import *\nfrom json import *\nfrom builtins import *\nfrom typing import *\n"
-    "import string, re, datetime, collections, heapq, bisect, copy, math, random, statistics, itertools, "
-    "functools, operator, io, sys, json\nsys.setrecursionlimit(50000)\n"
+    "".join(f"from {m} import *\n" for m in _PRELUDE_MODULES)
+    + "from builtins import *\nfrom typing import *\n"  # builtins again: math's pow must not shadow pow
+    + f"import {', '.join(_PRELUDE_MODULES)}\nsys.setrecursionlimit(50000)\n"
 )
 """LiveCodeBench's import line: what LeetCode-style starter code assumes is in scope."""
 EXCERPT = 240
@@ -110,7 +127,7 @@ def extract_code(text: str) -> str | None:
         end = close.search(text, m.end())
         if end is None:
             break  # unclosed: the answer was cut off inside its code
-        body = text[m.end():end.start()]
+        body = text[m.end() : end.start()]
         tag = m.group("info").strip().split()[0].lower() if m.group("info").strip() else ""
         if tag in PYTHON_TAGS:
             tagged.append(body)
@@ -151,8 +168,20 @@ class TestSpec:
         return 1 if self.kind == "check" else len(self.cases)
 
 
-_KEYS = {"cases", "inputs", "outputs", "fn_name", "check", "functional", "entry_point", "compare", "float_tol",
-         "timeout", "memory_mb", "prelude"}
+_KEYS = {
+    "cases",
+    "inputs",
+    "outputs",
+    "fn_name",
+    "check",
+    "functional",
+    "entry_point",
+    "compare",
+    "float_tol",
+    "timeout",
+    "memory_mb",
+    "prelude",
+}
 
 
 def parse_tests(tests: Any, where: str = "tests") -> TestSpec:
@@ -163,7 +192,9 @@ def parse_tests(tests: Any, where: str = "tests") -> TestSpec:
         except ValueError as e:
             raise ValueError(f"{where}: a string of tests must be JSON ({e})") from e
     if not isinstance(tests, dict):
-        raise ValueError(f"{where}: code tests must be a dict (see distill.verify.code), got {type(tests).__name__}")
+        raise ValueError(
+            f"{where}: code tests must be a dict (see distill.verify.code), got {type(tests).__name__}"
+        )
     for key in tests:
         if key not in _KEYS:
             near = difflib.get_close_matches(str(key), sorted(_KEYS), n=1)
@@ -190,12 +221,16 @@ def parse_tests(tests: Any, where: str = "tests") -> TestSpec:
     if "check" in tests and "functional" in tests:
         raise ValueError(f"{where}: give the check source as 'check' or 'functional', not both")
     if check is not None and has_cases:
-        raise ValueError(f"{where}: give either a check source ('check') or cases ('cases'/'inputs'), not both")
+        raise ValueError(
+            f"{where}: give either a check source ('check') or cases ('cases'/'inputs'), not both"
+        )
     if check is not None:
         return _parse_check(check, tests.get("entry_point"), where, opts)
     if not has_cases:
-        raise ValueError(f"{where}: no tests: expected 'cases', 'inputs'/'outputs' or 'check' "
-                         "(shapes in distill.verify.code)")
+        raise ValueError(
+            f"{where}: no tests: expected 'cases', 'inputs'/'outputs' or 'check' "
+            "(shapes in distill.verify.code)"
+        )
     fn_name = tests.get("fn_name")
     if fn_name is not None and (not isinstance(fn_name, str) or not fn_name.isidentifier()):
         raise ValueError(f"{where}.fn_name: must be a Python identifier, got {fn_name!r}")
@@ -204,8 +239,10 @@ def parse_tests(tests: Any, where: str = "tests") -> TestSpec:
     if fn_name is None:
         for i, (inp, out) in enumerate(pairs):
             if not isinstance(inp, str) or not isinstance(out, str):
-                raise ValueError(f"{where}: case {i}: stdin/stdout cases need string input and output, got "
-                                 f"{type(inp).__name__} and {type(out).__name__} (set 'fn_name' for functional calls)")
+                raise ValueError(
+                    f"{where}: case {i}: stdin/stdout cases need string input and output, got "
+                    f"{type(inp).__name__} and {type(out).__name__} (set 'fn_name' for functional calls)"
+                )
         return TestSpec(kind="stdio", cases=tuple(pairs), **opts)
     calls = tuple(_call_case(inp, out, apps, f"{where}: case {i}") for i, (inp, out) in enumerate(pairs))
     return TestSpec(kind="calls", cases=calls, fn_name=fn_name, apps_unwrap=apps, **opts)
@@ -217,11 +254,15 @@ def _case_pairs(tests: dict, where: str) -> list[tuple[Any, Any]]:
             raise ValueError(f"{where}: give 'cases' or 'inputs'/'outputs', not both")
         cases = tests["cases"]
         if not isinstance(cases, list) or not cases:
-            raise ValueError(f"{where}.cases: must be a non-empty list of {{'input', 'output'}}, got {cases!r:.80}")
+            raise ValueError(
+                f"{where}.cases: must be a non-empty list of {{'input', 'output'}}, got {cases!r:.80}"
+            )
         pairs = []
         for i, case in enumerate(cases):
             if not isinstance(case, dict) or "input" not in case or "output" not in case:
-                raise ValueError(f"{where}.cases[{i}]: must be a dict with 'input' and 'output', got {case!r:.80}")
+                raise ValueError(
+                    f"{where}.cases[{i}]: must be a dict with 'input' and 'output', got {case!r:.80}"
+                )
             pairs.append((case["input"], case["output"]))
         return pairs
     inputs, outputs = tests.get("inputs"), tests.get("outputs")
@@ -229,7 +270,7 @@ def _case_pairs(tests: dict, where: str) -> list[tuple[Any, Any]]:
         raise ValueError(f"{where}: 'inputs' and 'outputs' must be non-empty lists")
     if len(inputs) != len(outputs):
         raise ValueError(f"{where}: {len(inputs)} inputs but {len(outputs)} outputs")
-    return list(zip(inputs, outputs))
+    return list(zip(inputs, outputs, strict=True))
 
 
 def _call_case(inp: Any, out: Any, apps: bool, where: str) -> tuple[list, Any]:
@@ -241,7 +282,9 @@ def _call_case(inp: Any, out: Any, apps: bool, where: str) -> tuple[list, Any]:
     elif isinstance(inp, list):
         args = inp
     else:
-        raise ValueError(f"{where}: input must be a list of arguments or JSON lines, got {type(inp).__name__}")
+        raise ValueError(
+            f"{where}: input must be a list of arguments or JSON lines, got {type(inp).__name__}"
+        )
     if isinstance(out, str) and not apps:
         try:
             out = json.loads(out)
@@ -252,21 +295,27 @@ def _call_case(inp: Any, out: Any, apps: bool, where: str) -> tuple[list, Any]:
 
 def _parse_check(source: Any, entry_point: Any, where: str, opts: dict) -> TestSpec:
     if not isinstance(source, str) or not source.strip():
-        raise ValueError(f"{where}.check: must be Python source defining check(candidate), got {source!r:.80}")
+        raise ValueError(
+            f"{where}.check: must be Python source defining check(candidate), got {source!r:.80}"
+        )
     try:
         tree = ast.parse(source)
     except SyntaxError as e:
         raise ValueError(f"{where}.check: not valid Python (line {e.lineno}: {e.msg})") from e
     called = any(
-        isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
-        and isinstance(node.value.func, ast.Name) and node.value.func.id == "check"
+        isinstance(node, ast.Expr)
+        and isinstance(node.value, ast.Call)
+        and isinstance(node.value.func, ast.Name)
+        and node.value.func.id == "check"
         for node in tree.body
     )
     if entry_point is not None and (not isinstance(entry_point, str) or not entry_point.isidentifier()):
         raise ValueError(f"{where}.entry_point: must be a Python identifier, got {entry_point!r}")
     if not called and entry_point is None:
-        raise ValueError(f"{where}: the check source never calls check(...) and no 'entry_point' says what "
-                         "to pass it; add \"entry_point\": \"<function name>\"")
+        raise ValueError(
+            f"{where}: the check source never calls check(...) and no 'entry_point' says what "
+            'to pass it; add "entry_point": "<function name>"'
+        )
     return TestSpec(kind="check", check=source, entry_point=entry_point, check_called=called, **opts)
 
 
@@ -280,7 +329,7 @@ def outputs_match(got: str, expected: str, compare: str = "whitespace", float_to
         return got == expected
     if compare == "float":
         a, b = got.split(), expected.split()
-        return len(a) == len(b) and all(_token_match(x, y, float_tol) for x, y in zip(a, b))
+        return len(a) == len(b) and all(_token_match(x, y, float_tol) for x, y in zip(a, b, strict=True))
     return _lines(got) == _lines(expected)
 
 
@@ -314,9 +363,13 @@ def values_match(got: Any, expected: Any, compare: str = "whitespace", float_tol
     if isinstance(got, (int, float)) and isinstance(expected, (int, float)):
         return _close(float(got), float(expected), float_tol)
     if isinstance(got, list) and isinstance(expected, list):
-        return len(got) == len(expected) and all(values_match(a, b, compare, float_tol) for a, b in zip(got, expected))
+        return len(got) == len(expected) and all(
+            values_match(a, b, compare, float_tol) for a, b in zip(got, expected, strict=True)
+        )
     if isinstance(got, dict) and isinstance(expected, dict):
-        return got.keys() == expected.keys() and all(values_match(got[k], expected[k], compare, float_tol) for k in got)
+        return got.keys() == expected.keys() and all(
+            values_match(got[k], expected[k], compare, float_tol) for k in got
+        )
     return got == expected
 
 
@@ -390,15 +443,16 @@ def _failure_from_outcome(out: RunOutcome, memory_mb: int) -> tuple[str, str] | 
             name = signal.Signals(sig).name
         except ValueError:
             name = f"signal {sig}"
-        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and out.cpu_s >= 1.0
-                                     and out.cpu_s >= 0.9 * max(out.wall_s, 0.01)):
+        if sig == signal.SIGXCPU or (
+            sig == signal.SIGKILL and out.cpu_s >= 1.0 and out.cpu_s >= 0.9 * max(out.wall_s, 0.01)
+        ):
             return "timeout", f"CPU time limit ({out.cpu_s:.1f}s CPU)"
         if sig == signal.SIGXFSZ:
             return "runtime_error", "file size limit exceeded (SIGXFSZ)"
         if sig == signal.SIGKILL and out.maxrss_mb >= 0.8 * memory_mb:
             return "memory_limit", f"killed at {out.maxrss_mb:.0f} MiB"
         return "runtime_error", f"killed by {name}" + (f": {_tail(out.stderr)}" if out.stderr.strip() else "")
-    if b"MemoryError" in out.stderr[-4096:]:
+    if out.exit_code != 0 and b"MemoryError" in out.stderr[-4096:]:
         return "memory_limit", _tail(out.stderr) or "MemoryError"
     return None
 
@@ -442,11 +496,18 @@ def verify_code(
     if failed is None:
         return CodeResult("passed", spec.num_cases, cases, code)
     where = f"case {failed.index + 1}/{spec.num_cases}: " if spec.kind != "check" else ""
-    return CodeResult(failed.status, spec.num_cases, cases, code, excerpt=_excerpt(f"{failed.status} on {where}"
-                                                                                   f"{failed.excerpt}", 400))
+    return CodeResult(
+        failed.status,
+        spec.num_cases,
+        cases,
+        code,
+        excerpt=_excerpt(f"{failed.status} on {where}{failed.excerpt}", 400),
+    )
 
 
-def _run_stdio(box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits, run_all: bool) -> list[CaseResult]:
+def _run_stdio(
+    box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits, run_all: bool
+) -> list[CaseResult]:
     results = []
     payload = {"kind": "stdio", "code": code, "prelude": prelude}
     for i, (inp, expected) in enumerate(spec.cases):
@@ -456,7 +517,10 @@ def _run_stdio(box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits
         if failure is None:
             end = next((e for e in out.events if e.get("event") == "exit"), None)
             if end is None:
-                failure = ("runtime_error", f"exited ({out.exit_code}) without finishing: {_tail(out.stderr)}")
+                failure = (
+                    "runtime_error",
+                    f"exited ({out.exit_code}) without finishing: {_tail(out.stderr)}",
+                )
             elif end.get("status") != "ok":
                 failure = (end.get("status", "runtime_error"), _tail(out.stderr) or str(end.get("error", "")))
         if failure is None:
@@ -466,33 +530,54 @@ def _run_stdio(box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits
                 continue
             failure = ("wrong_answer", f"expected {_excerpt(expected, 100)!r}, got {_excerpt(got, 100)!r}")
         status, excerpt = failure
-        results.append(CaseResult(i, status if status in STATUSES else "runtime_error", _excerpt(excerpt), out.wall_s))
+        results.append(
+            CaseResult(i, status if status in STATUSES else "runtime_error", _excerpt(excerpt), out.wall_s)
+        )
         if not run_all:
             break
     return results
 
 
 def _run_check(box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits) -> CaseResult:
-    payload = {"kind": "check", "code": code, "prelude": prelude, "tests": spec.check,
-               "entry_point": spec.entry_point, "tests_call_check": spec.check_called}
+    payload = {
+        "kind": "check",
+        "code": code,
+        "prelude": prelude,
+        "tests": spec.check,
+        "entry_point": spec.entry_point,
+        "tests_call_check": spec.check_called,
+    }
     out = box.run(payload)
     _require_ready(out)
     result = next((e for e in out.events if e.get("event") == "result"), None)
     if result is not None and result.get("status") in STATUSES:
         status = result["status"]
-        return CaseResult(0, status, "" if status == "passed" else _excerpt(str(result.get("error", ""))), out.wall_s)
+        return CaseResult(
+            0, status, "" if status == "passed" else _excerpt(str(result.get("error", ""))), out.wall_s
+        )
     failure = _failure_from_outcome(out, limits.memory_mb)
     if failure is None:  # the program ended the process before the tests could report (os._exit(0) at import)
-        failure = ("runtime_error", f"the program exited (status {out.exit_code}) before the tests finished"
-                   + (f": {_tail(out.stderr)}" if out.stderr.strip() else ""))
+        failure = (
+            "runtime_error",
+            f"the program exited (status {out.exit_code}) before the tests finished"
+            + (f": {_tail(out.stderr)}" if out.stderr.strip() else ""),
+        )
     return CaseResult(0, failure[0], _excerpt(failure[1]), out.wall_s)
 
 
-def _run_calls(box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits, run_all: bool) -> list[CaseResult]:
+def _run_calls(
+    box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits, run_all: bool
+) -> list[CaseResult]:
     results: list[CaseResult] = []
     args = [list(a) for a, _ in spec.cases]
-    payload = {"kind": "calls", "code": code, "prelude": prelude, "fn_name": spec.fn_name, "calls": args,
-               "call_timeout": limits.timeout}
+    payload = {
+        "kind": "calls",
+        "code": code,
+        "prelude": prelude,
+        "fn_name": spec.fn_name,
+        "calls": args,
+        "call_timeout": limits.timeout,
+    }
 
     def on_event(event: dict) -> bool:
         if event.get("event") != "case" or not isinstance(event.get("index"), int):
@@ -504,34 +589,57 @@ def _run_calls(box: Any, code: str, prelude: str, spec: TestSpec, limits: Limits
         if event.get("status") == "ok":
             got = event.get("value")
             ok = values_match(got, expected, spec.compare, spec.float_tol) or (
-                spec.apps_unwrap and isinstance(expected, list) and len(expected) == 1
-                and values_match(got, expected[0], spec.compare, spec.float_tol))
+                spec.apps_unwrap
+                and isinstance(expected, list)
+                and len(expected) == 1
+                and values_match(got, expected[0], spec.compare, spec.float_tol)
+            )
             if ok:
                 results.append(CaseResult(i, "passed"))
                 return True
-            results.append(CaseResult(i, "wrong_answer", _excerpt(
-                f"args {_excerpt(json.dumps(args[i]), 80)}: expected {_excerpt(json.dumps(expected), 80)}, "
-                f"got {_excerpt(json.dumps(got), 80)}")))
+            results.append(
+                CaseResult(
+                    i,
+                    "wrong_answer",
+                    _excerpt(
+                        f"args {_excerpt(json.dumps(args[i]), 80)}: "
+                        f"expected {_excerpt(json.dumps(expected), 80)}, "
+                        f"got {_excerpt(json.dumps(got), 80)}"
+                    ),
+                )
+            )
         else:
             status = event.get("status")
-            results.append(CaseResult(i, status if status in STATUSES else "runtime_error",
-                                      _excerpt(str(event.get("error", "")))))
+            results.append(
+                CaseResult(
+                    i,
+                    status if status in STATUSES else "runtime_error",
+                    _excerpt(str(event.get("error", ""))),
+                )
+            )
         return run_all  # the first failure stops the problem unless every case is wanted
 
     n = len(spec.cases)
-    out = box.run(payload, timeout=limits.timeout * n + 2.0, cpu_s=limits.timeout * n, on_event=on_event,
-                  output_limit=limits.output_bytes)
+    out = box.run(
+        payload,
+        timeout=limits.timeout * n + 2.0,
+        cpu_s=limits.timeout * n,
+        on_event=on_event,
+        output_limit=limits.output_bytes,
+    )
     _require_ready(out)
     reported_error = bool(results) and results[-1].status not in ("passed", "wrong_answer")
     if len(results) < n and not out.stopped and not reported_error:
         # The process died mid-call (killed by a limit, crashed): that call gets the process's failure.
         failure = _failure_from_outcome(out, limits.memory_mb) or (
-            "runtime_error", f"exited (status {out.exit_code}) during the call" +
-            (f": {_tail(out.stderr)}" if out.stderr.strip() else ""))
+            "runtime_error",
+            f"exited (status {out.exit_code}) during the call"
+            + (f": {_tail(out.stderr)}" if out.stderr.strip() else ""),
+        )
         results.append(CaseResult(len(results), failure[0], _excerpt(failure[1]), out.wall_s))
     if run_all and len(results) < n:
         # A call that failed fatally ended the process: run the remaining calls in a fresh one.
-        rest = TestSpec(**{**asdict(spec), "cases": spec.cases[len(results):]})
+        rest = TestSpec(**{**asdict(spec), "cases": spec.cases[len(results) :]})
         for r in _run_calls(box, code, prelude, rest, limits, run_all):
             results.append(CaseResult(len(results), r.status, r.excerpt, r.time_s))
     for r in results:
@@ -547,7 +655,9 @@ def _require_ready(out: RunOutcome) -> None:
     if out.timed_out and setup is None:
         return  # a machine so loaded that startup took the whole timeout: count it as the program's timeout
     why = setup.get("error") if setup else _excerpt(out.stderr, 500)
-    raise SandboxError(f"the sandbox failed before the program ran (exit {out.exit_code}, signal {out.signal}): {why}")
+    raise SandboxError(
+        f"the sandbox failed before the program ran (exit {out.exit_code}, signal {out.signal}): {why}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -581,10 +691,12 @@ def verify_many(
     """
     if len(answers) != len(tests):
         raise ValueError(f"verify_many: {len(answers)} answers but {len(tests)} tests")
-    specs = [t if isinstance(t, TestSpec) else parse_tests(t, where=f"tests[{i}]") for i, t in enumerate(tests)]
+    specs = [
+        t if isinstance(t, TestSpec) else parse_tests(t, where=f"tests[{i}]") for i, t in enumerate(tests)
+    ]
     get_sandbox(mode, python)  # probe once, up front, so a broken sandbox fails before the batch
     kwargs = dict(run_all=run_all, mode=mode, limits=limits, python=python, extract=extract)
-    items = [(a, s, kwargs) for a, s in zip(answers, specs)]
+    items = [(a, s, kwargs) for a, s in zip(answers, specs, strict=True)]
     if workers <= 1 or len(items) <= 1:
         return [_verify_one(item) for item in items]
     with ThreadPoolExecutor(max_workers=min(workers, len(items)), thread_name_prefix="sandbox") as pool:
@@ -596,7 +708,7 @@ def verify_many(
 
 
 def score(text: str, reference: Any) -> Verdict:
-    """`distill.verify.score('code', text, tests)`: a Verdict (correct True/False, or None when unjudgeable)."""
+    """`distill.verify.score('code', text, tests)`: a Verdict (correct True/False; None when unjudgeable)."""
     if reference is None:
         return Verdict(None, None, "no_reference", detail="no tests to run the code against")
     try:
@@ -607,9 +719,27 @@ def score(text: str, reference: Any) -> Verdict:
     if result.status == "no_code":
         return Verdict(False, None, "no_answer", method="code_block", detail=result.excerpt)
     status = "correct" if result.passed else "wrong"
-    return Verdict(result.passed, result.code, status, method="code_block",
-                   detail=result.excerpt or f"passed {result.num_passed}/{result.num_cases}")
+    return Verdict(
+        result.passed,
+        result.code,
+        status,
+        method="code_block",
+        detail=result.excerpt or f"passed {result.num_passed}/{result.num_cases}",
+    )
 
 
-__all__ = ["CaseResult", "CodeResult", "Limits", "PRELUDE", "SandboxError", "TestSpec", "extract_code",
-           "outputs_match", "parse_tests", "score", "values_match", "verify_code", "verify_many"]
+__all__ = [
+    "CaseResult",
+    "CodeResult",
+    "Limits",
+    "PRELUDE",
+    "SandboxError",
+    "TestSpec",
+    "extract_code",
+    "outputs_match",
+    "parse_tests",
+    "score",
+    "values_match",
+    "verify_code",
+    "verify_many",
+]

@@ -54,7 +54,7 @@ log = logging.getLogger(__name__)
 
 MODES = ("auto", "bwrap", "fallback")
 UID_BASE = 2_000_000_000
-"""Sandbox uids are UID_BASE + slot: far from any real account, below 2**31 for tools that use a signed int."""
+"""Sandbox uids are UID_BASE + slot: far from any real account, below 2**31 for tools using a signed int."""
 SLOTS = 512
 HARNESS_SOURCE = (Path(__file__).with_name("_harness.py")).read_text()
 STDERR_KEEP = 32 << 10
@@ -79,12 +79,20 @@ class Limits:
     """Largest file the program may write (RLIMIT_FSIZE), MiB."""
     open_files: int = 256
     output_bytes: int = 4 << 20
-    """stdout (and stderr) bytes read before the program is killed; raised to 2x the expected output when that is larger."""
+    """stdout (and stderr) bytes read before the program is killed (raised to 2x a larger expected output)."""
     tmp_mb: int = 64
     """Size of the private /tmp in bubblewrap mode (RAM-backed), MiB."""
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "memory_mb", "max_processes", "file_size_mb", "open_files", "output_bytes", "tmp_mb"):
+        for name in (
+            "timeout",
+            "memory_mb",
+            "max_processes",
+            "file_size_mb",
+            "open_files",
+            "output_bytes",
+            "tmp_mb",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ValueError(f"Limits.{name} must be a positive number, got {value!r}")
@@ -137,15 +145,19 @@ class Sandbox:
 
     def __init__(self, mode: str, python: str | None = None, limits: Limits | None = None):
         if mode not in ("bwrap", "fallback"):
-            raise ValueError(f"Sandbox mode must be 'bwrap' or 'fallback', got {mode!r} (use get_sandbox for 'auto')")
+            raise ValueError(
+                f"Sandbox mode must be 'bwrap' or 'fallback', got {mode!r} (use get_sandbox for 'auto')"
+            )
         self.mode = mode
         self.python = python or sys.executable
         self.limits = limits or Limits()
         self.root = os.geteuid() == 0
         self._bwrap = shutil.which("bwrap") if mode == "bwrap" else None
         if mode == "bwrap" and not self._bwrap:
-            raise SandboxError("mode='bwrap' but bubblewrap is not installed: `apt-get install bubblewrap` "
-                               "(or use mode='fallback' / 'auto')")
+            raise SandboxError(
+                "mode='bwrap' but bubblewrap is not installed: `apt-get install bubblewrap` "
+                "(or use mode='fallback' / 'auto')"
+            )
         self._bwrap_size = self._bwrap is not None and "--size" in _bwrap_help(self._bwrap)
         self._sys_path = _interpreter_path(self.python)
         self._bind_back = _interpreter_dirs(self.python, self._sys_path) if mode == "bwrap" else []
@@ -165,14 +177,26 @@ class Sandbox:
         out = self.run({"kind": "probe"}, timeout=max(self.limits.timeout, 20.0))
         ready = next((e for e in out.events if e.get("event") == "ready"), None)
         if ready is None:
-            raise SandboxError(f"the {self.mode} sandbox did not start (exit {out.exit_code}, signal {out.signal}): "
-                               f"{out.stderr.decode(errors='replace')[-500:]}")
-        self.info = SandboxInfo(self.mode, bool(ready.get("net")), int(ready.get("uid", -1)), self.python,
-                                bool(ready.get("stdlib_readable")), self._bind_back)
+            raise SandboxError(
+                f"the {self.mode} sandbox did not start (exit {out.exit_code}, signal {out.signal}): "
+                f"{out.stderr.decode(errors='replace')[-500:]}"
+            )
+        self.info = SandboxInfo(
+            self.mode,
+            bool(ready.get("net")),
+            int(ready.get("uid", -1)),
+            self.python,
+            bool(ready.get("stdlib_readable")),
+            self._bind_back,
+        )
         if self.mode == "fallback" and not self.info.stdlib_readable:
-            _warn_once("stdlib-private", "fallback sandbox: the sandbox user cannot read the interpreter's files "
-                       "(%s), so programs can import only the preloaded modules (distill.verify.sandbox."
-                       "FALLBACK_PRELOAD); bubblewrap mode has no such limit", os.path.dirname(os.__file__))
+            _warn_once(
+                "stdlib-private",
+                "fallback sandbox: the sandbox user cannot read the interpreter's files "
+                "(%s), so programs can import only the preloaded modules (distill.verify.sandbox."
+                "FALLBACK_PRELOAD); bubblewrap mode has no such limit",
+                os.path.dirname(os.__file__),
+            )
         return self.info
 
     # -- one run --------------------------------------------------------------------------------
@@ -202,7 +226,12 @@ class Sandbox:
                 limits=self._rlimits(cpu, uid),
                 sys_path=self._sys_path,
             )
-            if self.mode == "fallback" and self.root and self.info is not None and not self.info.stdlib_readable:
+            if (
+                self.mode == "fallback"
+                and self.root
+                and self.info is not None
+                and not self.info.stdlib_readable
+            ):
                 # Loaded while still root: after the uid drop a private interpreter (pyenv under a
                 # 0700 /root) cannot be read, so only what is already imported is importable.
                 full.setdefault("preload", FALLBACK_PRELOAD)
@@ -246,8 +275,20 @@ class Sandbox:
                     made.add(parent)
                     args += ["--dir", parent]
             args += ["--ro-bind", keep, keep]
-        args += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-                 "--hostname", "sandbox", "--die-with-parent", "--new-session", "--chdir", workdir, "--clearenv"]
+        args += [
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--hostname",
+            "sandbox",
+            "--die-with-parent",
+            "--new-session",
+            "--chdir",
+            workdir,
+            "--clearenv",
+        ]
         if self.root:
             # Only what the harness needs to drop to the run's uid; it loses these with the drop.
             args += ["--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
@@ -255,8 +296,16 @@ class Sandbox:
             args += ["--setenv", key, value]
         return args + ["--"] + inner
 
-    def _spawn(self, payload: dict, stdin: bytes, timeout: float, cap: int, workdir: str, uid: int | None,
-               on_event: Callable[[dict[str, Any]], bool] | None) -> RunOutcome:
+    def _spawn(
+        self,
+        payload: dict,
+        stdin: bytes,
+        timeout: float,
+        cap: int,
+        workdir: str,
+        uid: int | None,
+        on_event: Callable[[dict[str, Any]], bool] | None,
+    ) -> RunOutcome:
         env = sandbox_env(workdir)
         payload_fd = _memfd("distill-payload", json.dumps(payload).encode())
         stdin_fd = _memfd("distill-stdin", stdin)
@@ -264,8 +313,13 @@ class Sandbox:
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
-                self._argv(workdir, env, payload_fd, result_w), stdin=stdin_fd, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, pass_fds=(payload_fd, result_w), env=env, cwd="/",
+                self._argv(workdir, env, payload_fd, result_w),
+                stdin=stdin_fd,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=(payload_fd, result_w),
+                env=env,
+                cwd="/",
                 start_new_session=True,
             )
         except OSError as e:
@@ -341,13 +395,57 @@ class Sandbox:
 
 
 FALLBACK_PRELOAD = [
-    "typing", "collections", "heapq", "bisect", "math", "itertools", "functools", "operator", "string", "re",
-    "copy", "random", "statistics", "datetime", "json", "io", "array", "fractions", "decimal", "dataclasses",
-    "enum", "queue", "threading", "time", "numbers", "hashlib", "contextvars", "textwrap", "unicodedata", "struct",
-    "base64", "binascii", "cmath", "secrets", "difflib", "pprint", "traceback", "weakref", "types", "sortedcontainers",
+    "typing",
+    "collections",
+    "heapq",
+    "bisect",
+    "math",
+    "itertools",
+    "functools",
+    "operator",
+    "string",
+    "re",
+    "copy",
+    "random",
+    "statistics",
+    "datetime",
+    "json",
+    "io",
+    "array",
+    "fractions",
+    "decimal",
+    "dataclasses",
+    "enum",
+    "queue",
+    "threading",
+    "time",
+    "numbers",
+    "hashlib",
+    "contextvars",
+    "textwrap",
+    "unicodedata",
+    "struct",
+    "base64",
+    "binascii",
+    "cmath",
+    "secrets",
+    "difflib",
+    "pprint",
+    "traceback",
+    "weakref",
+    "types",
+    "sortedcontainers",
     # not for solutions but so that the hostile-program tests exercise the fallback sandbox itself,
     # not the missing import: a program that can open sockets and spawn processes must still be held
-    "socket", "encodings.idna", "glob", "subprocess", "signal", "resource", "shutil", "select", "ctypes",
+    "socket",
+    "encodings.idna",
+    "glob",
+    "subprocess",
+    "signal",
+    "resource",
+    "shutil",
+    "select",
+    "ctypes",
 ]
 """Modules importable after the uid drop in fallback mode (when the interpreter's files are private)."""
 
@@ -368,10 +466,16 @@ def sandbox_env(workdir: str) -> dict[str, str]:
 
 
 class _Collector:
-    """Reads stdout, stderr and the harness reports until the run ends, enforcing the caps and the deadline."""
+    """Reads stdout, stderr and the harness reports until the run ends; enforces the caps and the deadline."""
 
-    def __init__(self, proc: subprocess.Popen, result_fd: int, cap: int, deadline: float,
-                 on_event: Callable[[dict[str, Any]], bool] | None):
+    def __init__(
+        self,
+        proc: subprocess.Popen,
+        result_fd: int,
+        cap: int,
+        deadline: float,
+        on_event: Callable[[dict[str, Any]], bool] | None,
+    ):
         self.proc, self.cap, self.deadline, self.on_event = proc, cap, deadline, on_event
         self.result_fd = result_fd
         self.stdout = bytearray()
@@ -387,7 +491,11 @@ class _Collector:
         self.stragglers = 0
         self.killed = False
         self.sel = selectors.DefaultSelector()
-        for name, fd in (("stdout", proc.stdout.fileno()), ("stderr", proc.stderr.fileno()), ("result", result_fd)):
+        for name, fd in (
+            ("stdout", proc.stdout.fileno()),
+            ("stderr", proc.stderr.fileno()),
+            ("result", result_fd),
+        ):
             os.set_blocking(fd, False)
             self.sel.register(fd, selectors.EVENT_READ, name)
         try:
@@ -453,7 +561,7 @@ class _Collector:
         if name == "stdout":
             self.stdout += data
             if len(self.stdout) > self.cap:
-                del self.stdout[self.cap:]
+                del self.stdout[self.cap :]
                 self.output_exceeded = self.output_exceeded or "stdout"
         elif name == "stderr":
             self.stderr += data
@@ -501,10 +609,17 @@ class _Collector:
                     code, sig = None, code - 128  # bubblewrap reports a signal death as 128 + signal
         ru = self.rusage
         return RunOutcome(
-            exit_code=code, signal=sig, stdout=bytes(self.stdout), stderr=bytes(self.stderr[-STDERR_KEEP:]),
-            events=self.events, timed_out=self.timed_out, output_exceeded=self.output_exceeded,
-            stopped=self.stopped, wall_s=wall,
-            cpu_s=(ru.ru_utime + ru.ru_stime) if ru else 0.0, maxrss_mb=(ru.ru_maxrss / 1024) if ru else 0.0,
+            exit_code=code,
+            signal=sig,
+            stdout=bytes(self.stdout),
+            stderr=bytes(self.stderr[-STDERR_KEEP:]),
+            events=self.events,
+            timed_out=self.timed_out,
+            output_exceeded=self.output_exceeded,
+            stopped=self.stopped,
+            wall_s=wall,
+            cpu_s=(ru.ru_utime + ru.ru_stime) if ru else 0.0,
+            maxrss_mb=(ru.ru_maxrss / 1024) if ru else 0.0,
         )
 
 
@@ -524,6 +639,11 @@ def get_sandbox(mode: str = "auto", python: str | None = None, limits: Limits | 
     """
     if mode not in MODES:
         raise ValueError(f"sandbox mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if not sys.platform.startswith("linux"):
+        raise SandboxError(
+            f"the code sandbox needs Linux (namespaces, rlimits, memfd); this is {sys.platform}. "
+            "Verify code on a Linux machine or in a Linux container."
+        )
     python = python or sys.executable
     key = (mode, python)
     with _CACHE_LOCK:  # verify_many's threads ask at once: probe once
@@ -543,22 +663,35 @@ def _resolve(mode: str, python: str) -> Sandbox:
         except SandboxError as e:
             if mode == "bwrap":
                 raise
-            _warn_once("bwrap-broken", "bubblewrap is installed but cannot start here (%s); "
-                       "code runs in the weaker fallback sandbox", str(e)[:300])
+            _warn_once(
+                "bwrap-broken",
+                "bubblewrap is installed but cannot start here (%s); "
+                "code runs in the weaker fallback sandbox",
+                str(e)[:300],
+            )
     elif mode == "bwrap":
         raise SandboxError("mode='bwrap' but bubblewrap is not installed: `apt-get install bubblewrap`")
     elif mode == "auto":
-        _warn_once("no-bwrap", "bubblewrap not found: code runs in the fallback sandbox (no read-only root, "
-                   "no PID namespace). `apt-get install bubblewrap` for the full sandbox")
+        _warn_once(
+            "no-bwrap",
+            "bubblewrap not found: code runs in the fallback sandbox (no read-only root, "
+            "no PID namespace). `apt-get install bubblewrap` for the full sandbox",
+        )
     box = Sandbox("fallback", python)
     info = box.probe()
     if not info.net_isolated:
-        _warn_once("no-netns", "!!! SANDBOX WITHOUT NETWORK ISOLATION !!! Neither bubblewrap nor a network "
-                   "namespace is available, so untrusted code can reach the network. Install bubblewrap or "
-                   "run where user namespaces are allowed before verifying model-written code at scale.")
+        _warn_once(
+            "no-netns",
+            "!!! SANDBOX WITHOUT NETWORK ISOLATION !!! Neither bubblewrap nor a network "
+            "namespace is available, so untrusted code can reach the network. Install bubblewrap or "
+            "run where user namespaces are allowed before verifying model-written code at scale.",
+        )
     if not box.root:
-        _warn_once("not-root", "the fallback sandbox runs as your own user: the program can read and write "
-                   "your files. Install bubblewrap.")
+        _warn_once(
+            "not-root",
+            "the fallback sandbox runs as your own user: the program can read and write "
+            "your files. Install bubblewrap.",
+        )
     return box
 
 
@@ -576,7 +709,7 @@ def _memfd(name: str, data: bytes) -> int:
     fd = os.memfd_create(name, 0)  # no MFD_CLOEXEC: passed to the child explicitly
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
 
@@ -592,8 +725,10 @@ def _lock_dir() -> Path:
             continue
         if st.st_uid == os.geteuid() and not (st.st_mode & 0o022) and path.is_dir() and not path.is_symlink():
             return path
-    raise SandboxError("no safe directory for sandbox slot locks: /run/distill-sandbox and "
-                       f"{tempfile.gettempdir()}/distill-sandbox are missing, not ours, or writable by others")
+    raise SandboxError(
+        "no safe directory for sandbox slot locks: /run/distill-sandbox and "
+        f"{tempfile.gettempdir()}/distill-sandbox are missing, not ours, or writable by others"
+    )
 
 
 def processes_of(uid: int, zombies: bool = False) -> list[int]:
@@ -611,12 +746,12 @@ def processes_of(uid: int, zombies: bool = False) -> list[int]:
                 status = f.read()
         except OSError:
             continue
-        uid_line = status[status.find(b"\nUid:") + 5:].split(b"\n", 1)[0].split()
-        state = status[status.find(b"\nState:") + 7:].split(b"\n", 1)[0].strip()
+        uid_line = status[status.find(b"\nUid:") + 5 :].split(b"\n", 1)[0].split()
+        state = status[status.find(b"\nState:") + 7 :].split(b"\n", 1)[0].strip()
         if uid_line[:2] and (int(uid_line[0]) == uid or int(uid_line[1]) == uid):
             if not state.startswith(b"Z"):
                 pids.append(int(entry.name))
-            elif zombies and status[status.find(b"\nPPid:") + 6:].split(b"\n", 1)[0].strip() != me:
+            elif zombies and status[status.find(b"\nPPid:") + 6 :].split(b"\n", 1)[0].strip() != me:
                 pids.append(int(entry.name))
     return pids
 
@@ -639,7 +774,9 @@ def _kill_uid(uid: int, patience: float = 5.0) -> int:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         if time.monotonic() > deadline:
-            log.error("sandbox uid %d still has live processes after %.0fs of killing: %s", uid, patience, pids[:10])
+            log.error(
+                "sandbox uid %d still has live processes after %.0fs of killing: %s", uid, patience, pids[:10]
+            )
             return first
         time.sleep(0.001)
 
@@ -651,18 +788,18 @@ def _count_tasks(uid: int) -> int:
         with contextlib.suppress(OSError, ValueError):
             with open(f"/proc/{pid}/status", "rb") as f:
                 status = f.read()
-            total += int(status[status.find(b"\nThreads:") + 9:].split(b"\n", 1)[0])
+            total += int(status[status.find(b"\nThreads:") + 9 :].split(b"\n", 1)[0])
     return total
 
 
 def _hidden_dirs() -> list[str]:
-    """Directories bubblewrap covers with an empty tmpfs: homes (API keys, ssh keys, tokens) and /run (sockets)."""
+    """Directories bubblewrap covers with an empty tmpfs: homes (API keys, ssh keys) and /run (sockets)."""
     hidden = []
     home = os.path.realpath(os.path.expanduser("~"))
     for path in ("/root", "/home", home, "/run", "/var/run"):
-        if path != "/" and os.path.isdir(path) and not os.path.islink(path) and path not in hidden:
-            if not any(path.startswith(h + "/") for h in hidden):
-                hidden.append(path)
+        usable = path != "/" and os.path.isdir(path) and not os.path.islink(path) and path not in hidden
+        if usable and not any(path.startswith(h + "/") for h in hidden):
+            hidden.append(path)
     return hidden
 
 
@@ -671,7 +808,12 @@ def _interpreter_path(python: str) -> list[str]:
     try:
         text = subprocess.run(
             [python, "-I", "-c", "import sys, json; print(json.dumps(sys.path))"],
-            capture_output=True, text=True, timeout=60, check=True, env=sandbox_env("/tmp"), cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+            env=sandbox_env("/tmp"),
+            cwd="/",
         ).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise SandboxError(f"cannot run the sandbox interpreter {python!r}: {e}") from e
@@ -679,7 +821,7 @@ def _interpreter_path(python: str) -> list[str]:
 
 
 def _interpreter_dirs(python: str, sys_path: list[str]) -> list[str]:
-    """The interpreter's directories that lie under a hidden one, to bind back read-only (a pyenv in /root)."""
+    """The interpreter's directories under a hidden one, to bind back read-only (a pyenv in /root)."""
     dirs = {os.path.realpath(python), os.path.abspath(python)} | {os.path.realpath(p) for p in sys_path}
     hidden = _hidden_dirs()
     keep = set()
@@ -699,5 +841,14 @@ def _bwrap_help(bwrap: str) -> str:
         return ""
 
 
-__all__ = ["Limits", "RunOutcome", "Sandbox", "SandboxError", "SandboxInfo", "get_sandbox", "processes_of",
-           "sandbox_env", "MODES"]
+__all__ = [
+    "Limits",
+    "RunOutcome",
+    "Sandbox",
+    "SandboxError",
+    "SandboxInfo",
+    "get_sandbox",
+    "processes_of",
+    "sandbox_env",
+    "MODES",
+]
