@@ -595,3 +595,19 @@ def test_host_process_limits_are_untouched():
     }
     verify_code("print(1)", {"cases": [{"input": "", "output": "1"}]}, extract=False, limits=LIMITS)
     assert {n: resource.getrlimit(getattr(resource, n)) for n in before} == before
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_multiprocessing_works_inside(mode):
+    """A pool needs POSIX semaphores (/dev/shm) and pickles functions as __main__.name."""
+    box = get_sandbox(mode)
+    if mode == "fallback" and not box.info.stdlib_readable:
+        pytest.skip(
+            "fallback sandbox with an interpreter the sandbox uid cannot read: only preloaded modules"
+        )
+    code = (
+        "import multiprocessing as mp\ndef sq(x):\n    return x * x\n"
+        "if __name__ == '__main__':\n    with mp.Pool(2) as p:\n        print(sum(p.map(sq, range(10))))\n"
+    )
+    r = verify_code(code, {"cases": [{"input": "", "output": "285"}]}, extract=False, mode=mode)
+    assert r.passed, r.excerpt

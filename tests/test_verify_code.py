@@ -233,6 +233,11 @@ def test_stdio_runtime_error_and_exit_status():
     assert r.status == "runtime_error" and "SyntaxError" in r.excerpt
 
 
+def test_program_names_do_not_clash_with_the_harness():
+    code = "def main():\n    print('hi')\ndef _send(*a, **k):\n    pass\nsys = None\nmain()"
+    assert verify_code(code, {"cases": [{"input": "", "output": "hi"}]}, extract=False).passed
+
+
 def test_stdio_compare_modes_from_the_tests():
     third = "print(1 / 3)"
     case = [{"input": "", "output": "0.333333"}]

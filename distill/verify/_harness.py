@@ -32,6 +32,7 @@ import resource
 import signal
 import sys
 import threading
+import types
 
 CLONE_NEWNET = 0x40000000
 CLONE_NEWUSER = 0x10000000
@@ -74,10 +75,16 @@ def _setup(p, out):
     if p["mode"] == "fallback":
         flags = CLONE_NEWNET if os.geteuid() == 0 else CLONE_NEWUSER | CLONE_NEWNET
         net = libc.unshare(flags) == 0
-    if p.get("chmod_tmp"):
-        os.chmod("/tmp", 0o1777)  # bubblewrap's tmpfs is root's 0755; the sandbox uid must write there
+    for scratch in p.get("chmod_tmp", []):
+        os.chmod(scratch, 0o1777)  # bubblewrap's tmpfs is root's 0755; the sandbox uid must write there
 
-    env_globals = {"__name__": "__main__", "__builtins__": builtins}
+    # The program runs in a fresh module registered as __main__ (not in this harness's namespace):
+    # pickle and multiprocessing find its functions as __main__.name, and a program that defines
+    # `main` or `_send` cannot break the harness.
+    module = types.ModuleType("__main__")
+    module.__builtins__ = builtins
+    sys.modules["__main__"] = module
+    env_globals = module.__dict__
     for name in p.get("preload", []):
         try:
             __import__(name)

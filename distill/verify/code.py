@@ -495,14 +495,9 @@ def verify_code(
     failed = next((c for c in cases if c.status != "passed"), None)
     if failed is None:
         return CodeResult("passed", spec.num_cases, cases, code)
-    where = f"case {failed.index + 1}/{spec.num_cases}: " if spec.kind != "check" else ""
-    return CodeResult(
-        failed.status,
-        spec.num_cases,
-        cases,
-        code,
-        excerpt=_excerpt(f"{failed.status} on {where}{failed.excerpt}", 400),
-    )
+    where = f" on case {failed.index + 1}/{spec.num_cases}" if spec.kind != "check" else ""
+    excerpt = _excerpt(f"{failed.status}{where}: {failed.excerpt}", 400)
+    return CodeResult(failed.status, spec.num_cases, cases, code, excerpt=excerpt)
 
 
 def _run_stdio(

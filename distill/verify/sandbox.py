@@ -222,7 +222,7 @@ class Sandbox:
                 uid=uid,
                 parent_pid=os.getpid(),
                 workdir=workdir,
-                chmod_tmp=self.mode == "bwrap" and self.root,
+                chmod_tmp=["/tmp", "/dev/shm"] if self.mode == "bwrap" and self.root else [],
                 limits=self._rlimits(cpu, uid),
                 sys_path=self._sys_path,
             )
@@ -258,9 +258,13 @@ class Sandbox:
         if self.mode == "fallback":
             return inner
         args = [self._bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        if self._bwrap_size:
-            args += ["--size", str(int(self.limits.tmp_mb) << 20)]
-        args += ["--tmpfs", "/tmp"]
+        for scratch in (
+            "/tmp",
+            "/dev/shm",
+        ):  # private, RAM-backed, size-capped (POSIX semaphores live in /dev/shm)
+            if self._bwrap_size:
+                args += ["--size", str(int(self.limits.tmp_mb) << 20)]
+            args += ["--tmpfs", scratch]
         hidden = _hidden_dirs()
         for path in hidden:
             args += ["--tmpfs", path]
