@@ -1,0 +1,160 @@
+"""`make demo`: the whole loop on CPU with the embedded tiny teacher and original student.
+
+    make demo                                  # or: distill demo --out out
+    distill demo prompts=2000 eval_problems=400
+
+Runs the same code as `make traces TEACHER=r1`, `make filter`, `make student SIZE=7b` and
+`make eval SIZE=7b`, on the toy task (distill/toy/task.py):
+
+ 1. build or reuse the tiny teacher and original student (cached in ~/.cache/distill/toy)
+ 2. sample traces from the teacher (hf backend)       -> out/traces/tiny/toy/raw.jsonl
+ 3. filter them with the default R1 recipe            -> clean.jsonl, rejects.jsonl, report
+ 4. train the student on clean.jsonl (students/tiny)  -> out/students/tiny/final
+    and, for comparison, a second one on the unfiltered raw.jsonl -> out/students/tiny-unfiltered
+ 5. evaluate original vs student vs teacher on the held-out split -> out/eval/tiny/report.*
+ 6. print the comparison and the targets, write out/demo_report.{json,md}
+
+Every stage resumes: a second `make demo` reuses what is already there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.config import load_config
+from distill.trace import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    prompts: int = 1500
+    """Training problems sampled from the teacher (one trace each)."""
+    eval_problems: int = 200
+    """Held-out problems each model is evaluated on."""
+    eval_k: int = 1
+    """Samples per held-out problem (pass@1 is their mean)."""
+    unfiltered: bool = True
+    """Also train a student on the unfiltered traces, to show what the filters buy."""
+    teacher: str = "tiny"
+    size: str = "tiny"
+    student_overrides: list[str] | None = None
+    """Extra key=value for the student preset (e.g. [num_epochs=2]); tests use it to scale down."""
+
+
+def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Run the demo into `out`; return the summary (also written to out/demo_report.json)."""
+    from distill.cli import eval_dir, student_dir, traces_dir
+    from distill.eval.run import run as run_eval
+    from distill.filters.run import run as run_filter
+    from distill.students.train import run as run_student
+    from distill.teachers.sample import run as run_traces
+    from distill.toy.models import resolve_model
+
+    cfg = load_config(DemoConfig, {}, overrides)
+    out = Path(out)
+    start = time.time()
+    times: dict[str, float] = {}
+
+    def stage(name: str) -> None:
+        times[name] = time.time()
+        print(f"\n=== {name} ===", flush=True)
+
+    def done(name: str) -> None:
+        times[name] = time.time() - times[name]
+
+    # ---- 1. The embedded models (built once, minutes; then cached)
+    stage("models")
+    teacher_dir = resolve_model("toy://teacher")
+    original_dir = resolve_model("toy://student")
+    print(f"teacher: {teacher_dir}\noriginal student: {original_dir}")
+    done("models")
+
+    # ---- 2. Sample traces from the teacher (same code as TEACHER=r1)
+    stage("traces")
+    folder = traces_dir(out, cfg.teacher, "toy")
+    run_traces(teacher=cfg.teacher, prompts="toy", out_dir=folder, overrides=[f"prompts.toy.n={cfg.prompts}"])
+    done("traces")
+
+    # ---- 3. Filter with the default R1 recipe
+    stage("filter")
+    filter_report = run_filter(input_path=folder / "raw.jsonl", out_dir=folder, teacher=cfg.teacher)
+    done("filter")
+
+    # ---- 4. Train the student on the filtered traces (and one on the unfiltered, to compare)
+    student_ov = list(cfg.student_overrides or [])
+    stage("student")
+    run_student(size=cfg.size, data=folder / "clean.jsonl", out_dir=student_dir(out, cfg.size), overrides=student_ov)
+    done("student")
+    if cfg.unfiltered:
+        stage("student (unfiltered)")
+        run_student(size=cfg.size, data=folder / "raw.jsonl", out_dir=student_dir(out, f"{cfg.size}-unfiltered"),
+                    overrides=student_ov)
+        done("student (unfiltered)")
+
+    # ---- 5. Evaluate original vs student vs teacher on the held-out split
+    stage("eval")
+    eval_ov = ["benchmarks=[toy-test]", f"limit={cfg.eval_problems}", f"k.toy-test={cfg.eval_k}"]
+    report = run_eval(size=cfg.size, student=student_dir(out, cfg.size) / "final", teacher=cfg.teacher,
+                      out_dir=eval_dir(out, cfg.size), overrides=eval_ov)
+    unfiltered_report = None
+    if cfg.unfiltered:
+        unfiltered_report = run_eval(
+            size=cfg.size, student=student_dir(out, f"{cfg.size}-unfiltered") / "final", teacher=None,
+            out_dir=eval_dir(out, f"{cfg.size}-unfiltered"), overrides=[*eval_ov, "roles=[student]"])
+    done("eval")
+
+    # ---- 6. The comparison and the targets
+    summary = summarize(report, unfiltered_report, filter_report, times, time.time() - start)
+    atomic_write_text(out / "demo_report.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / "demo_report.md", render(summary))
+    print("\n" + render(summary))
+    return summary
+
+
+def _pass1(report: dict[str, Any] | None, role: str) -> float | None:
+    if report is None:
+        return None
+    row = report["benchmarks"].get("toy-test", {})
+    return row[role]["pass@1"]["mean"] if role in row else None
+
+
+def summarize(report: dict[str, Any], unfiltered: dict[str, Any] | None, filter_report: Any,
+              times: dict[str, float], total: float) -> dict[str, Any]:
+    original, student, teacher = (_pass1(report, r) for r in ("original", "student", "teacher"))
+    unf = _pass1(unfiltered, "student")
+    fr = filter_report.to_dict() if hasattr(filter_report, "to_dict") else filter_report
+    targets = {
+        "student >= original + 30 points": None if None in (student, original) else student - original >= 0.30,
+        "student >= 85% of teacher": None if None in (student, teacher) or not teacher else student / teacher >= 0.85,
+        "filtered student > unfiltered student": None if None in (student, unf) else student > unf,
+    }
+    return {
+        "held_out_pass@1": {"original": original, "student": student, "student_unfiltered": unf, "teacher": teacher},
+        "targets": targets,
+        "filter": {k: fr.get(k) for k in ("in", "kept", "dropped")} if isinstance(fr, dict) else None,
+        "seconds": {**{k: round(v, 1) for k, v in times.items()}, "total": round(total, 1)},
+    }
+
+
+def render(summary: dict[str, Any]) -> str:
+    acc = summary["held_out_pass@1"]
+
+    def pct(x: float | None) -> str:
+        return "-" if x is None else f"{100 * x:.1f}%"
+
+    lines = ["# distill demo: held-out toy problems, pass@1", "",
+             "| original | student (filtered) | student (unfiltered) | teacher |", "|---|---|---|---|",
+             f"| {pct(acc['original'])} | {pct(acc['student'])} | {pct(acc['student_unfiltered'])} | {pct(acc['teacher'])} |",
+             "", "| target | met |", "|---|---|"]
+    lines += [f"| {name} | {'-' if ok is None else ('yes' if ok else 'NO')} |" for name, ok in summary["targets"].items()]
+    secs = summary["seconds"]
+    lines += ["", "Time: " + ", ".join(f"{k} {v:.0f} s" for k, v in secs.items() if k != "total")
+              + f"; total {secs['total']:.0f} s"]
+    return "\n".join(lines) + "\n"
