@@ -46,10 +46,8 @@ def tiny_model(folder: Path) -> Path:
 
 
 def problems(n: int) -> list:
-    from distill.prompts import load_prompts
-
     # The embedded toy task's held-out split, through the same loader a benchmark goes through.
-    from distill.prompts import PromptSetConfig, ToySource
+    from distill.prompts import PromptSetConfig, ToySource, load_prompts
 
     cfg = PromptSetConfig(name="toy-bench", toy=ToySource(split="test", n=n, seed=0))
     return list(load_prompts(cfg))

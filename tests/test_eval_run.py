@@ -167,7 +167,11 @@ def test_raising_k_tops_up_and_protocol_change_starts_over(setup, monkeypatch):
 def test_cached_teacher_is_reused_without_naming_it(setup, monkeypatch):
     calls: list[dict] = []
     patch_backends(monkeypatch, calls)
+    # A student that came out of `make student` has a run.json beside final/: its card gets the results.
+    (setup["student"].parent / "run.json").write_text(json.dumps({"size": "mysize"}))
     run(setup, "k.bench3=2")
+    card = (setup["student"].parent / "card.md").read_text()
+    assert "| bench3 | 2 | 50.0 ± 0.0 | 50.0 ± 0.0 | 50.0 ± 0.0 |" in card
     monkeypatch.setattr(eval_run, "_load_teacher", lambda tcfg: pytest.fail(f"loaded {tcfg.model}"))
     report = run(setup, "k.bench3=2", teacher=False)
     assert report["models"]["teacher"]["cached"] is True
@@ -181,6 +185,10 @@ def test_errors_say_what_to_do(setup, monkeypatch, tmp_path):
                      overrides=[f"benchmarks=[{setup['bench']}]"])
     with pytest.raises(ConfigError, match="Did you mean 'math500'"):
         run(setup, "benchmarks=[math50]")
+    with pytest.raises(ConfigError, match=r"data\.aime24=PATH"):  # the hub is unreachable in tests
+        run(setup, "benchmarks=[aime24]")
+    with pytest.raises(ConfigError, match="does not exist"):
+        run(setup, "benchmarks=[aime24]", f"data.aime24={tmp_path / 'missing.jsonl'}")
     with pytest.raises(ConfigError, match="unknown role"):
         run(setup, "roles=[studnet]")
     with pytest.raises(ConfigError, match="Did you mean 'max_tokens'"):

@@ -68,8 +68,10 @@ class EvalConfig:
     """Evaluate only the first N problems of each benchmark (quick checks; not comparable to full runs)."""
     data: dict[str, str] = field(default_factory=dict)
     """Per-benchmark local file replacing the YAML's source, e.g. data.math500=path/to/math500.jsonl."""
-    chunk: int = 16
-    """Problems per generate call. Results are written after each call, so this bounds what a kill loses."""
+    chunk: int | None = None
+    """Sequences (problems x k) per generate call; results are written after each call, so this bounds
+    what a kill loses. Default: 4x the batch size on hf; 2048 on vllm and openai, which schedule
+    large batches themselves. A problem's k samples always go in one call."""
     score_workers: int = 1
     """Worker processes for answer checking (math-verify); raise on many-core machines. 0 checks in
     this process: faster for tiny runs, but a check stuck in C code (a huge power) would hang the eval."""
@@ -88,10 +90,16 @@ class EvalConfig:
             raise ConfigError("eval config: `benchmarks` is empty; name at least one (ls datasets/)")
         if self.limit is not None and self.limit < 1:
             raise ConfigError(f"eval config: limit={self.limit}; use a positive number of problems, or leave it unset")
-        if self.max_tokens < 1 or self.chunk < 1 or self.score_workers < 0 or self.score_timeout <= 0:
+        if self.max_tokens < 1 or (self.chunk or 1) < 1 or self.score_workers < 0 or self.score_timeout <= 0:
             raise ConfigError("eval config: max_tokens, chunk and score_timeout must be positive, score_workers at least 0")
         if not (0.0 < self.top_p <= 1.0) or self.temperature < 0:
             raise ConfigError(f"eval config: need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
+
+    def chunk_for(self, backend: str, batch_size: int) -> int:
+        """Sequences per generate call for a model on `backend` (see `chunk`)."""
+        if self.chunk is not None:
+            return self.chunk
+        return 4 * batch_size if backend == "hf" else 2048
 
     def samples_for(self, benchmark: str) -> int:
         """k of `benchmark`: 1 in greedy mode (greedy samples are identical), else from `k`."""

@@ -40,7 +40,11 @@ def build_report(
                 row[role] = summarize(list(table.values()), report_k)
         row.update(compare(by_role))
         benchmarks[bench] = row
-    return {**(extra or {}), "models": dict(models), "benchmarks": benchmarks}
+    report = {**(extra or {}), "models": dict(models), "benchmarks": benchmarks}
+    # The headline table as records too: the student's card.md renders `rows` as its results table.
+    header, *body = rows(report)
+    report["rows"] = [dict(zip(header, r)) for r in body]
+    return report
 
 
 def compare(by_role: Mapping[str, Table]) -> dict[str, Any]:
@@ -116,8 +120,8 @@ def markdown(report: Mapping[str, Any]) -> str:
     md = ["# Eval report", ""]
     if report.get("title"):
         md += [report["title"], ""]
-    md += ["pass@1 in % (mean over k samples per problem) ± standard error over problems. "
-           "Gain: student - original, paired over the same problems.", ""]
+    md += [("pass@1 in % (mean over k samples per problem) ± standard error over problems. "
+            "Gain: student - original, paired over the same problems."), ""]
     md.append("| " + " | ".join(data[0]) + " |")
     md.append("|" + "|".join(["---"] + ["---:"] * (len(data[0]) - 1)) + "|")
     md += ["| " + " | ".join(r) + " |" for r in data[1:]]

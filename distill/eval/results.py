@@ -182,7 +182,7 @@ def evaluate(
     params: SamplingParams,
     backend: Callable[[], Teacher],
     meta: dict[str, Any],
-    chunk: int = 16,
+    chunk: int = 64,
     score_workers: int = 1,
     seed: int = 0,
     score_timeout: float = verify.DEFAULT_TIMEOUT,
@@ -190,7 +190,8 @@ def evaluate(
     """Make sure every prompt has k scored samples in `store`, generating only what is missing.
 
     `backend` is called (it loads the model) only when something is missing, so a finished or
-    cached run never loads a model. `meta` goes into every line (model label, role, benchmark).
+    cached run never loads a model. `chunk` is sequences per generate call (at least one
+    problem's n samples). `meta` goes into every line (model label, role, benchmark).
     """
     progress = Progress()
     todo: dict[int, list[tuple[Prompt, list[int]]]] = {}
@@ -208,8 +209,9 @@ def evaluate(
     done = 0
     with JsonlWriter(store.path) as writer:
         for n, group in sorted(todo.items(), reverse=True):
-            for lo in range(0, len(group), chunk):
-                batch = group[lo:lo + chunk]
+            per_call = max(1, chunk // n)  # `chunk` counts sequences; n of them per problem
+            for lo in range(0, len(group), per_call):
+                batch = group[lo:lo + per_call]
                 # A seed per (prompts, first index): topping up k=4 to k=8 must not replay samples 0-3.
                 call_seed = _seed(seed, [p.id for p, _ in batch], batch[0][1][0])
                 outs = model.generate([p.messages for p, _ in batch], replace(params, n=n, seed=call_seed))

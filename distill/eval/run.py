@@ -51,6 +51,8 @@ class Column:
     make_backend: Callable[[], Teacher] | None
     """Loads the model; None when only cached results can be used."""
     info: dict[str, Any] = field(default_factory=dict)
+    chunk: int = 64
+    """Sequences per generate call (EvalConfig.chunk_for its backend)."""
 
 
 def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
@@ -70,10 +72,7 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
     out_dir = Path(out_dir)
     params = sampling_params(cfg)
 
-    # ---- Benchmarks
-    benchmarks = {name_of(b): load_benchmark(b, cfg) for b in cfg.benchmarks}
-
-    # ---- Columns
+    # ---- Columns (checked before any download)
     columns = []
     if "original" in cfg.roles:
         columns.append(model_column("original", cfg.original or base, out_dir / "original", cfg,
@@ -85,9 +84,12 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
             raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={Path(size).stem}`, "
                               "or point --student at a model directory")
         columns.append(model_column("student", str(student), out_dir / "student", cfg))
-    teacher_col = teacher_column(teacher or cfg.teacher, out_dir.parent / "teachers") if "teacher" in cfg.roles else None
+    teacher_col = teacher_column(teacher or cfg.teacher, out_dir.parent / "teachers", cfg) if "teacher" in cfg.roles else None
     if teacher_col is not None:
         columns.append(teacher_col)
+
+    # ---- Benchmarks
+    benchmarks = {name_of(b): load_benchmark(b, cfg) for b in cfg.benchmarks}
 
     # ---- Generate and score, one model at a time (a 70B original and a 32B student do not share a GPU)
     tables: dict[str, dict[str, Any]] = {b: {} for b in benchmarks}
@@ -99,7 +101,7 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
             k = cfg.samples_for(bench)
             if col.make_backend is not None:
                 meta = {"role": col.role, "model": col.label, "benchmark": bench}
-                progress = evaluate(store, prompts, k, params, backend, meta, chunk=cfg.chunk,
+                progress = evaluate(store, prompts, k, params, backend, meta, chunk=col.chunk,
                                     score_workers=cfg.score_workers, seed=cfg.seed, score_timeout=cfg.score_timeout)
                 if progress.generated or progress.failed:
                     log.info("%s %s: %d new samples (%d reused) in %.0fs; %d failed (rerun to retry)",
@@ -158,7 +160,10 @@ def load_benchmark(benchmark: str, cfg: EvalConfig) -> list[Prompt]:
     """The problems of one benchmark, from datasets/<name>.yaml (its local file when `data` names one)."""
     name = name_of(benchmark)
     overrides = [f"path={cfg.data[name]}"] if name in cfg.data else None
-    prompts = list(load_prompts(benchmark, overrides, limit=cfg.limit))
+    try:
+        prompts = list(load_prompts(benchmark, overrides, limit=cfg.limit))
+    except ConfigError as e:
+        raise ConfigError(f"{e}\n(in `distill eval`, point a benchmark at a local copy with data.{name}=PATH)") from None
     if not prompts:
         raise ConfigError(f"benchmark '{name}' has no problems (limit={cfg.limit}); check datasets/{name}.yaml "
                           "and its source")
@@ -178,10 +183,11 @@ def model_column(role: str, model: str, folder: Path, cfg: EvalConfig, revision:
     identity = {"model": model, "revision": revision, "weights": weights_fingerprint(model),
                 "system_prompt": tcfg.system_prompt, "prefill": tcfg.prefill, "extra_body": tcfg.extra_body}
     return Column(role, model, folder, identity, lambda: _load_teacher(tcfg),
-                  info={"model": model, "backend": cfg.backend, "revision": revision})
+                  info={"model": model, "backend": cfg.backend, "revision": revision},
+                  chunk=cfg.chunk_for(tcfg.backend, tcfg.batch_size))
 
 
-def teacher_column(name: str | None, root: Path) -> Column | None:
+def teacher_column(name: str | None, root: Path, cfg: EvalConfig) -> Column | None:
     """The named teacher (evaluated, or read from its cache), or the one cached teacher, or None."""
     from distill.teachers.config import load_teacher_config
 
@@ -189,7 +195,8 @@ def teacher_column(name: str | None, root: Path) -> Column | None:
         tcfg = load_teacher_config(name)
         identity = {k: v for k, v in tcfg.fingerprint_fields().items() if k != "sampling"}
         return Column("teacher", tcfg.label, root / tcfg.label, identity, lambda: _load_teacher(tcfg),
-                      info={"model": tcfg.model, "backend": tcfg.backend, "teacher": tcfg.label})
+                      info={"model": tcfg.model, "backend": tcfg.backend, "teacher": tcfg.label},
+                      chunk=cfg.chunk_for(tcfg.backend, tcfg.batch_size))
     cached = sorted(p.parent for p in root.glob("*/teacher.json"))
     if len(cached) > 1:
         log.info("cached results of several teachers in %s (%s); name one with --teacher to add a teacher column",
@@ -273,7 +280,7 @@ def _refresh_card(student: Path | None, report: Path) -> None:
         from distill.students.card import write_card
 
         write_card(Path(student).parent, eval_report=report)
-    except Exception as e:  # the report is written; a card problem must not fail the eval
+    except Exception as e:  # noqa: BLE001 - the report is written; a card problem must not fail the eval
         log.warning("could not add the eval results to %s/card.md: %s", Path(student).parent, e)
 
 
