@@ -11,9 +11,12 @@
 from __future__ import annotations
 
 import ast
+import gzip
 import json
 import re
 from pathlib import Path
+
+import pytest
 
 from distill.eval.results import score_completions, scored_text
 from distill.prompts import load_prompts
@@ -171,3 +174,37 @@ def test_rescoring_skythought_outputs_reproduces_recorded_accuracy(shared_data):
     assert not unexplained, "disagreements nobody has looked at:\n" + "\n".join(unexplained)
     # Every hand-read disagreement still happens: a checker change that flips one shows up here.
     assert judged_apart == set(SAME_ANSWER_JUDGED_APART)
+
+
+# ---------------------------------------------------------------------------------------------
+# Multiple choice and code benchmarks through the same path
+
+
+def test_gpqa_style_choice_scored_by_letter_after_the_shuffle(tmp_path):
+    rows = [{"Record ID": f"r{i}", "Question": f"Which value is number {i}?", "Correct Answer": f"right {i}",
+             "Incorrect Answer 1": f"wrong a{i}", "Incorrect Answer 2": f"wrong b{i}", "Incorrect Answer 3": f"wrong c{i}",
+             "High-level domain": "Physics", "Subdomain": "Optics"} for i in range(6)]
+    path = tmp_path / "gpqa.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prompts = list(load_prompts("gpqa-diamond", [f"path={path}"]))
+    letters = {p.reference for p in prompts}
+    assert letters <= set("ABCD") and len(letters) > 1  # shuffled: the gold is not always A
+    for p, row in zip(prompts, rows):
+        shown = p.messages[-1]["content"]
+        assert f"\n{p.reference}) {row['Correct Answer']}\n" in shown, shown  # the gold letter labels the right option
+        wrong = next(x for x in "ABCD" if x != p.reference)
+        assert check(p, f"The answer is \\boxed{{{p.reference}}}.") is True
+        assert check(p, f"The answer is \\boxed{{{wrong}}}.") is False
+
+
+@pytest.mark.xfail(strict=True, reason="integration gap: distill.prompts emits code references as "
+                   "{'format': 'raw'|'lcb', ...}, distill.verify.code expects {'check', 'entry_point'} / "
+                   "{'cases', 'fn_name'}; remove this marker when the two agree")
+def test_humaneval_code_scored_in_the_sandbox(shared_data):
+    path = shared_data / "code" / "humaneval.jsonl.gz"
+    prompts = list(load_prompts("humaneval", [f"path={path}"], limit=3))
+    rows = [json.loads(x) for x in gzip.decompress(path.read_bytes()).decode().splitlines()[:3]]
+    good = [(p, Completion("", f"```python\n{r['prompt']}{r['canonical_solution']}\n```", "stop")) for p, r in zip(prompts, rows)]
+    bad = [(p, Completion("", f"```python\n{r['prompt']}    return None\n```", "stop")) for p, r in zip(prompts, rows)]
+    verdicts = score_completions(good + bad, workers=1)
+    assert [v.correct for v in verdicts] == [True] * 3 + [False] * 3, [v.detail for v in verdicts]
