@@ -183,20 +183,23 @@ def test_killed_run_resumes_to_the_same_final_loss(tiny_qwen2, tmp_path):
 
 
 def test_lean_trainer_computes_sft_trainers_loss(tiny_qwen2, tmp_path):
-    """token_metrics=false skips SFTTrainer's per-step metrics, not any part of the loss."""
+    """token_metrics=false drops SFTTrainer's per-step metrics, not any part of the loss; the unfused head is the same loss."""
     import torch
 
     torch.set_num_threads(1)
     data = write_clean(tmp_path / "clean.jsonl", arithmetic_traces(16))
     losses = {}
-    for metrics in ("true", "false"):
-        out = tmp_path / metrics
+    for name, extra in {"sft": ["token_metrics=true", "fused_lm_head=true"],
+                        "lean": ["token_metrics=false", "fused_lm_head=true"],
+                        "unfused": ["token_metrics=false", "fused_lm_head=false"]}.items():
+        out = tmp_path / name
         run("tiny", data, out, overrides=tiny_overrides(tiny_qwen2, "max_steps=3", "save_steps=10",
-                                                        f"token_metrics={metrics}"))
+                                                        "gradient_accumulation_steps=2", "global_batch_size=32", *extra))
         history = json.loads((out / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
-        losses[metrics] = [h["loss"] for h in history if "loss" in h]
-        assert ("mean_token_accuracy" in history[0]) == (metrics == "true")
-    assert len(losses["true"]) == 3 and losses["true"] == losses["false"]
+        losses[name] = [h["loss"] for h in history if "loss" in h]
+        assert ("mean_token_accuracy" in history[0]) == (name == "sft")
+    assert len(losses["sft"]) == 3 and losses["sft"] == losses["lean"]
+    assert losses["unfused"] == pytest.approx(losses["sft"], rel=1e-5)
 
 
 def test_lora_saves_adapter_and_merged_model(tiny_qwen2, tmp_path):
@@ -273,9 +276,15 @@ def test_missing_data_says_which_stage_makes_it(tiny_qwen2, tmp_path):
         run("tiny", tmp_path / "nope.jsonl", tmp_path / "out", overrides=tiny_overrides(tiny_qwen2))
 
 
-def test_dry_run_prints_the_launch(capsys, tmp_path):
+def test_dry_run_prints_the_launch(capsys, tmp_path, monkeypatch):
+    monkeypatch.delenv("NODE_RANK", raising=False)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    assert run("70b", tmp_path / "clean.jsonl", tmp_path / "out", overrides=["dry_run=true"]) is None
+    printed = capsys.readouterr().out
+    assert "Hardware: 8 nodes x 8 H100" in printed and "Wall time: ~8.5 h" in printed
+    assert "--num_machines 8 --num_processes 64 --mixed_precision bf16 --machine_rank '$NODE_RANK'" in printed
     assert run("7b", tmp_path / "clean.jsonl", tmp_path / "out", gpus=1, overrides=["dry_run=true"]) is None
-    assert "in this process" in capsys.readouterr().out
-    # A multi-GPU preset on a machine without CUDA is refused with the way out.
+    assert "2 per device x 64 accumulation x 1 devices = 128" in capsys.readouterr().out
+    # For real, a multi-GPU preset on a machine without CUDA is refused with the way out.
     with pytest.raises(ConfigError, match="has no CUDA GPU.*SIZE=tiny"):
-        run("7b", tmp_path / "clean.jsonl", tmp_path / "out", overrides=["dry_run=true"])
+        run("7b", tmp_path / "clean.jsonl", tmp_path / "out")

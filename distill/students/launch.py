@@ -46,7 +46,7 @@ def node_rank_and_master(env: dict[str, str] | None = None) -> tuple[int | None,
 
 
 def launch_command(cfg: StudentConfig, *, size: str | Path, data: str | Path, out_dir: str | Path,
-                   overrides: list[str] | None = None, cpu: bool = False, machine_rank: int | None = None,
+                   overrides: list[str] | None = None, cpu: bool = False, machine_rank: int | str | None = None,
                    main_process_ip: str | None = None, main_process_port: int = 29500,
                    python: str = sys.executable) -> list[str]:
     """argv that starts `python -m distill.students.train` on cfg.gpus_per_node devices of this node.
@@ -70,8 +70,10 @@ def launch_command(cfg: StudentConfig, *, size: str | Path, data: str | Path, ou
                 f"MASTER_ADDR=$(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1))")
         cmd += ["--machine_rank", str(machine_rank), "--main_process_ip", main_process_ip]
     cmd += ["--main_process_port", str(main_process_port)]
+    # The parent already handled dry_run and overwrite; the per-device processes only train.
+    passed = [o for o in overrides or [] if o.split("=", 1)[0].strip() not in ("dry_run", "overwrite")]
     cmd += ["-m", "distill.students.train", "--size", str(size), "--data", str(data), "--out-dir", str(out_dir),
-            "--nodes", str(cfg.nodes), "--gpus", str(cfg.gpus_per_node), *(overrides or [])]
+            "--nodes", str(cfg.nodes), "--gpus", str(cfg.gpus_per_node), *passed]
     return cmd
 
 

@@ -35,7 +35,7 @@ log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption without changing what is trained.
 RUN_CONTROL_KEYS = {
     "save_steps", "save_total_limit", "logging_steps", "report_to", "dataset_num_proc", "torch_threads",
-    "eval_callback", "overwrite", "dry_run", "token_metrics", "nodes", "gpus_per_node",
+    "eval_callback", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
     "per_device_batch_size", "gradient_accumulation_steps",
 }
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
@@ -85,20 +85,28 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
         return train(cfg, data, out_dir, preset=preset, size=str(size))
 
     cpu = _no_cuda()
+    command = None
+    if cfg.devices > 1:
+        rank, master = node_rank_and_master()
+        if cfg.dry_run and cfg.nodes > 1:  # show the command with placeholders rather than refuse
+            rank = rank if rank is not None else "$NODE_RANK"
+            master = master or "$MASTER_ADDR"
+        command = launch_command(cfg, size=preset, data=data, out_dir=out_dir, overrides=overrides,
+                                 cpu=cpu and cfg.parallelism == "ddp", machine_rank=rank, main_process_ip=master,
+                                 main_process_port=rendezvous_port(cfg))
+    if cfg.dry_run:
+        header = [line[2:] for line in preset.read_text().splitlines()[:8]
+                  if line.startswith(("# Hardware", "# Wall time"))]
+        batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.devices
+        print("\n".join([f"preset: {preset}", *header,
+                         (f"batch: {cfg.per_device_batch_size} per device x {cfg.gradient_accumulation_steps} "
+                          f"accumulation x {cfg.devices} devices = {batch}"),
+                         f"launch: {format_command(command) if command else 'in this process (one device)'}"]))
+        return None
     if cfg.devices > 1 and cpu and cfg.parallelism != "ddp":
         raise ConfigError(
             f"{preset}: assumes {cfg.nodes} node(s) x {cfg.gpus_per_node} GPUs with {cfg.parallelism}, and this machine "
             f"has no CUDA GPU. Run it on GPU machines, or try the pipeline on CPU with SIZE=tiny")
-    command = None
-    if cfg.devices > 1:
-        rank, master = node_rank_and_master()
-        command = launch_command(cfg, size=preset, data=data, out_dir=out_dir, overrides=overrides, cpu=cpu,
-                                 machine_rank=rank, main_process_ip=master, main_process_port=rendezvous_port(cfg))
-    if cfg.dry_run:
-        print(f"preset: {preset}\nglobal batch: {cfg.per_device_batch_size} per device x "
-              f"{cfg.gradient_accumulation_steps} accumulation x {cfg.devices} devices\n"
-              f"launch: {format_command(command) if command else 'in this process (one device)'}")
-        return None
 
     final = out_dir / "final"
     finished = _finished(out_dir) and not cfg.overwrite
@@ -292,7 +300,7 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
             "data_sha256": stats.sha256,
             "filters": _filter_report(data),
             "results": {
-                "final_loss": losses[-1] if losses else None,
+                "final_loss": losses[-1] if losses else output.training_loss,
                 "first_loss": losses[0] if losses else None,
                 "mean_train_loss": output.training_loss,
                 "optimizer_steps": trainer.state.global_step,
@@ -371,18 +379,19 @@ def apply_context_overrides(model_config, cfg: StudentConfig) -> None:
 def make_sft_trainer(cfg: StudentConfig, *, model, args, dataset, tokenizer, peft_config, callbacks):
     from trl import SFTTrainer
 
-    cls = SFTTrainer if cfg.token_metrics else LeanSFTTrainer()
+    cls = SFTTrainer if cfg.token_metrics else LeanSFTTrainer(fused_lm_head=cfg.fused_lm_head)
     return cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                callbacks=callbacks)
 
 
-def LeanSFTTrainer():
-    """SFTTrainer without the per-step entropy / token-accuracy metrics.
+def LeanSFTTrainer(fused_lm_head: bool = True):  # a class factory, so trl is imported only when training
+    """SFTTrainer without the per-step entropy / token-accuracy metrics (token_metrics: false).
 
-    SFTTrainer computes both on every step and gathers them across ranks with a host sync; on a
-    small CPU model that is about a quarter of the step time (bench/train_bench.py). The loss is
-    computed exactly as SFTTrainer does (fused LM head, summed per-token NLL over the global
-    number of label tokens), so the two give the same loss and gradients.
+    The loss is SFTTrainer's: per-token NLL on the label tokens, summed and divided by the label
+    tokens of the whole optimizer step (`num_items_in_batch`). With `fused_lm_head` it is computed
+    as SFTTrainer does, through TRL's chunked LM head, which never holds the (tokens x vocab) logits
+    (needed at 32k tokens x 152k vocab); without it, through the model's own loss on full logits:
+    one matmul, faster for small vocabularies on CPU (bench/train_bench.py).
     """
     import torch
     from trl import SFTTrainer
@@ -393,9 +402,13 @@ def LeanSFTTrainer():
                     or self.label_smoother is not None or self.compute_loss_func is not None:
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             inputs["use_cache"] = False
-            outputs = model(**inputs, fused_lm_head=True)
-            num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
-            loss = -outputs.log_probs.sum() / torch.as_tensor(num_tokens).clamp(min=1)
+            if fused_lm_head:
+                outputs = model(**inputs, fused_lm_head=True)
+                num_tokens = outputs.label_mask.sum() if num_items_in_batch is None else num_items_in_batch
+                loss = -outputs.log_probs.sum() / torch.as_tensor(num_tokens).clamp(min=1)
+            else:
+                # transformers' causal-LM loss: shifted cross-entropy, summed / num_items_in_batch when given.
+                loss = model(**inputs, num_items_in_batch=num_items_in_batch).loss
             if self.args.average_tokens_across_devices and num_items_in_batch is not None:
                 loss = loss * (self.accelerator.num_processes // self.get_tp_size())
             return loss
