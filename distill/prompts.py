@@ -28,10 +28,10 @@ rejected with a did-you-mean):
       answer: answer             # math: the gold answer; choice: the correct option's text
       id: null                   # stable id column; null: a hash of the problem text
       distractors: []            # choice: the wrong options' columns (GPQA: Incorrect Answer 1..3)
-      tests: []                  # code: columns kept in the reference (see `reference_format`)
+      tests: []                  # code: the columns the tests come from (see `reference_format`)
       starter_code: null         # code: starter code column, shown in the prompt
       keep: []                   # extra columns copied into Prompt.meta (level, subject, ...)
-    reference_format: auto       # auto | gsm8k | text | lcb | raw   (see `normalize_reference`)
+    reference_format: auto       # math: auto | gsm8k | text (see `normalize_reference`); code: lcb | check | tests
     skip_references: []          # drop rows whose reference is one of these (NuminaMath: proof)
     instruction: null            # appended to the problem after a blank line; null: the task default
     choice_seed: 0               # seed of the option shuffle for task: choice
@@ -41,10 +41,13 @@ runs, machines and row order, so trace ids (and resume) survive a re-download.
 
 References are normalised so that a string comparison with the integer works:
 AIME '023' -> '23', AMC 27.0 -> '27', GSM8K '... #### 1,234' -> '1234'. Multiple choice: the
-options are shuffled with a fixed per-prompt seed and the reference is the gold letter. Code
-(`reference_format: lcb`, LiveCodeBench): the reference is
-`{"format": "lcb", "tests": [{"input", "output", "testtype"}], "num_public", "fn_name", "starter_code"}`;
-`raw` keeps `{"format": "raw", <column>: <value> for columns.tests}` (HumanEval: test, entry_point).
+options are shuffled with a fixed per-prompt seed and the reference is the gold letter. Code:
+the reference is a tests dict in the shapes `distill.verify.code` runs:
+- `lcb` (LiveCodeBench; columns.tests = [public, private] test-case columns): `{"cases": [{"input",
+  "output"}, ...]}` for stdin problems, plus `"fn_name"` for functional (LeetCode) ones; the
+  number of public cases and the starter code go to `Prompt.meta`.
+- `check` (HumanEval; columns.tests = [check source, entry point]): `{"check": ..., "entry_point": ...}`.
+- `tests` (columns.tests = [one column] that already holds a tests dict, or its JSON): as it is.
 """
 
 from __future__ import annotations
@@ -101,6 +104,8 @@ class ToySource:
     split: str = "train"
     n: int = 1000
     seed: int = 0
+    levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
+    """Numbers of operations to draw problems from (difficulty)."""
 
 
 @dataclass(frozen=True)
@@ -143,8 +148,8 @@ class PromptSetConfig:
     """The embedded procedural task (distill.toy.task), e.g. {split: train, n: 2000, seed: 0}."""
     task: Literal["math", "choice", "code"] = "math"
     columns: Columns = field(default_factory=Columns)
-    reference_format: Literal["auto", "gsm8k", "text", "lcb", "raw"] = "auto"
-    """How the answer column becomes the reference: see `normalize_reference`."""
+    reference_format: Literal["auto", "gsm8k", "text", "lcb", "check", "tests"] = "auto"
+    """Math: how the answer column is normalised (`normalize_reference`). Code: which test layout."""
     skip_references: list[str] = field(default_factory=list)
     """Rows whose normalised reference is one of these are skipped (NuminaMath's 'proof', 'notfound')."""
     instruction: str | None = None
@@ -156,11 +161,15 @@ class PromptSetConfig:
         if self.task == "choice" and not self.columns.distractors:
             raise ConfigError(f"prompt set '{self.name}': task 'choice' needs columns.distractors "
                               "(the columns of the wrong options, e.g. [Incorrect Answer 1, Incorrect Answer 2])")
-        if self.task == "code" and self.reference_format not in ("lcb", "raw"):
-            raise ConfigError(f"prompt set '{self.name}': task 'code' needs reference_format 'lcb' "
-                              f"(LiveCodeBench test cases) or 'raw' (columns.tests as they are), got '{self.reference_format}'")
-        if self.task != "code" and self.reference_format in ("lcb", "raw"):
+        code_formats = ("lcb", "check", "tests")
+        if self.task == "code" and self.reference_format not in code_formats:
+            raise ConfigError(f"prompt set '{self.name}': task 'code' needs reference_format 'lcb' (LiveCodeBench "
+                              "test cases), 'check' (HumanEval check source + entry point) or 'tests' (a column "
+                              f"holding a distill.verify.code tests dict), got '{self.reference_format}'")
+        if self.task != "code" and self.reference_format in code_formats:
             raise ConfigError(f"prompt set '{self.name}': reference_format '{self.reference_format}' is for task 'code'")
+        if self.task == "code" and not self.columns.tests:
+            raise ConfigError(f"prompt set '{self.name}': task 'code' needs columns.tests (the test columns)")
 
     @property
     def source(self) -> str:
@@ -282,7 +291,7 @@ def _local_path(cfg: PromptSetConfig) -> Path:
 
 
 def _rows(cfg: PromptSetConfig) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(row number, row) pairs; row numbers are 1-based lines for JSONL, 0-based indices otherwise."""
+    """(row number, row) pairs, numbered from 1 (for JSONL: the line number)."""
     source = cfg.source
     if source == "toy":
         # Imported here: the toy package pulls in its own model code, and only toy sets need it.
@@ -290,11 +299,11 @@ def _rows(cfg: PromptSetConfig) -> Iterator[tuple[int, dict[str, Any]]]:
 
         toy = cfg.toy
         assert toy is not None
-        yield from enumerate(toy_problems(split=toy.split, n=toy.n, seed=toy.seed))
+        yield from enumerate(toy_problems(split=toy.split, n=toy.n, seed=toy.seed, levels=toy.levels), start=1)
     elif source == "path":
         yield from _read_local(_local_path(cfg))
     else:
-        yield from enumerate(_hub_dataset(cfg))
+        yield from enumerate(_hub_dataset(cfg), start=1)
 
 
 def _read_local(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -302,6 +311,7 @@ def _read_local(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if name.endswith((".jsonl", ".jsonl.gz", ".ndjson")):
         # Our own line reader rather than datasets' JSON builder: that one reports a bad line as
         # "Expected object or value at position 13", without file or line, and costs ~5 s to start.
+        # The hub path below does use datasets (streaming).
         opener = gzip.open if name.endswith(".gz") else open
         with opener(path, "rb") as f:
             for lineno, raw in enumerate(f, start=1):
@@ -326,14 +336,19 @@ def _read_local(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             data = lists[0] if len(lists) == 1 else data
         if not isinstance(data, list):
             raise ConfigError(f"{path}: expected a JSON array of objects (or JSONL, one object per line)")
-        for i, row in enumerate(data):
+        for i, row in enumerate(data, start=1):
             if not isinstance(row, dict):
-                raise ConfigError(f"{path}: item {i} is a {type(row).__name__}, expected an object")
+                raise ConfigError(f"{path}: row {i} is a {type(row).__name__}, expected an object")
             yield i, row
     elif name.endswith(".parquet"):
-        import datasets
+        # pyarrow directly (what datasets uses underneath): batch by batch, without datasets' ~5 s start-up.
+        import pyarrow.parquet as pq
 
-        yield from enumerate(datasets.load_dataset("parquet", data_files=str(path), split="train", streaming=True))
+        rowno = 0
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=1024):
+            for row in batch.to_pylist():
+                rowno += 1
+                yield rowno, row
     else:
         raise ConfigError(f"{path}: unknown file type; use .jsonl, .jsonl.gz, .json or .parquet")
 
@@ -410,9 +425,10 @@ def make_prompt(cfg: PromptSetConfig, row: dict[str, Any], where: str = "row") -
     if cfg.task == "choice":
         text, reference, meta["choices"] = _choice(cfg, row, problem, pid, where)
     elif cfg.task == "code":
-        reference = _code_reference(cfg, row, where)
+        reference = _code_reference(cfg, row, where, meta)
         starter = row.get(cols.starter_code) if cols.starter_code else None
         if starter:
+            meta["starter_code"] = starter
             text += f"\n\nComplete this starter code:\n```python\n{starter.rstrip()}\n```"
         elif cfg.reference_format == "lcb":
             text += "\n\nRead the input from standard input and write the answer to standard output."
@@ -489,31 +505,49 @@ def _choice(cfg: PromptSetConfig, row: dict[str, Any], problem: str, pid: str,
     return text, gold, choices
 
 
-def _code_reference(cfg: PromptSetConfig, row: dict[str, Any], where: str) -> dict[str, Any]:
+def _code_reference(cfg: PromptSetConfig, row: dict[str, Any], where: str, meta: dict[str, Any]) -> Any:
+    """The tests dict `distill.verify.code` runs (its module docstring has the shapes)."""
     cols = cfg.columns
-    if cfg.reference_format == "raw":
-        return {"format": "raw", **{c: _column(row, c, "tests", where) for c in cols.tests}}
+    if cfg.reference_format == "tests":
+        value = _column(row, cols.tests[0], "tests", where)
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ConfigError(f"{where}: column '{cols.tests[0]}' is text but not JSON") from None
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: column '{cols.tests[0]}' must hold a tests dict, got {type(value).__name__}")
+        return value
+    if cfg.reference_format == "check":
+        ref = {"check": _column(row, cols.tests[0], "tests", where)}
+        if len(cols.tests) > 1:
+            ref["entry_point"] = _column(row, cols.tests[1], "tests", where)
+        return ref
     # LiveCodeBench: public tests are a JSON list; private tests are base64(zlib(pickle(json str))).
-    if not cols.tests:
-        raise ConfigError(f"prompt set '{cfg.name}': reference_format 'lcb' needs columns.tests "
-                          "(e.g. [public_test_cases, private_test_cases])")
-    tests: list[dict[str, Any]] = []
-    num_public = 0
+    cases: list[dict[str, Any]] = []
     for i, col in enumerate(cols.tests):
-        cases = _decode_tests(_column(row, col, "tests", where), f"{where}: column '{col}'")
-        tests.extend(cases)
+        decoded = _decode_tests(_column(row, col, "tests", where), f"{where}: column '{col}'")
+        cases.extend(decoded)
         if i == 0:
-            num_public = len(cases)
-    metadata = row.get("metadata") or {}
-    if isinstance(metadata, str):
-        try:
-            metadata = json.loads(metadata) if metadata.strip() else {}
-        except json.JSONDecodeError:
-            raise ConfigError(f"{where}: column 'metadata' is not JSON: {metadata!r:.80}") from None
-    starter = row.get(cols.starter_code) if cols.starter_code else None
-    return {"format": "lcb", "tests": tests, "num_public": num_public,
-            "fn_name": metadata.get("func_name") if isinstance(metadata, dict) else None,
-            "starter_code": starter or ""}
+            meta["num_public_tests"] = len(decoded)
+    if not cases:
+        raise ConfigError(f"{where}: no test cases in columns {cols.tests}")
+    kinds = {c["testtype"] for c in cases}
+    if len(kinds) > 1:
+        raise ConfigError(f"{where}: mixes test types {sorted(kinds)}; expected all 'stdin' or all 'functional'")
+    ref: dict[str, Any] = {"cases": [{"input": c["input"], "output": c["output"]} for c in cases]}
+    if kinds == {"functional"}:
+        metadata = row.get("metadata") or {}
+        if isinstance(metadata, str):
+            try:
+                metadata = json.loads(metadata) if metadata.strip() else {}
+            except json.JSONDecodeError:
+                raise ConfigError(f"{where}: column 'metadata' is not JSON: {metadata!r:.80}") from None
+        fn_name = metadata.get("func_name") if isinstance(metadata, dict) else None
+        if not fn_name:
+            raise ConfigError(f"{where}: functional tests need the function name in metadata.func_name")
+        ref["fn_name"] = fn_name
+    return ref
 
 
 class _StringsOnly(pickle.Unpickler):

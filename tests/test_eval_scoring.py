@@ -197,9 +197,6 @@ def test_gpqa_style_choice_scored_by_letter_after_the_shuffle(tmp_path):
         assert check(p, f"The answer is \\boxed{{{wrong}}}.") is False
 
 
-@pytest.mark.xfail(strict=True, reason="integration gap: distill.prompts emits code references as "
-                   "{'format': 'raw'|'lcb', ...}, distill.verify.code expects {'check', 'entry_point'} / "
-                   "{'cases', 'fn_name'}; remove this marker when the two agree")
 def test_humaneval_code_scored_in_the_sandbox(shared_data):
     path = shared_data / "code" / "humaneval.jsonl.gz"
     prompts = list(load_prompts("humaneval", [f"path={path}"], limit=3))
