@@ -288,3 +288,46 @@ def test_dry_run_prints_the_launch(capsys, tmp_path, monkeypatch):
     # For real, a multi-GPU preset on a machine without CUDA is refused with the way out.
     with pytest.raises(ConfigError, match="has no CUDA GPU.*SIZE=tiny"):
         run("7b", tmp_path / "clean.jsonl", tmp_path / "out")
+
+
+def test_packed_rows_keep_each_trace_to_itself(tiny_qwen2, tmp_path):
+    """packing: true packs traces into rows, padding-free; every trace must score as if it were alone."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig
+
+    from distill.students.config import load_student_config
+    from distill.students.data import build_dataset
+    from distill.students.templates import FORMATS, prepare_tokenizer
+    from distill.students.train import make_sft_trainer
+
+    torch.set_num_threads(1)
+    cfg, _ = load_student_config("tiny", tiny_overrides(tiny_qwen2, "packing=true"))
+    tok = AutoTokenizer.from_pretrained(tiny_qwen2)
+    prepare_tokenizer(tok, FORMATS["chatml"])
+    dataset, _ = build_dataset(write_clean(tmp_path / "clean.jsonl", arithmetic_traces(12)), tok, 512,
+                               cache_dir=tmp_path / "cache")
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2).eval()
+    args = SFTConfig(output_dir=str(tmp_path / "out"), per_device_train_batch_size=2, packing=True, max_length=200,
+                     use_cpu=True, report_to=[], bf16=False, activation_checkpointing=False)
+    trainer = make_sft_trainer(cfg, model=model, args=args, dataset=dataset, tokenizer=tok, peft_config=None,
+                               callbacks=[])
+    batch = next(iter(trainer.get_train_dataloader()))
+    assert "attention_mask" not in batch and batch["input_ids"].shape[0] == 1  # flattened, no padding
+
+    def nll(ids, labels, **kw):
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=ids, use_cache=False, **kw).logits[0, :-1], -1)
+        target, keep = labels[0, 1:], labels[0, 1:] != -100
+        return -logp[keep].gather(1, target[keep, None]).sum()
+
+    starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
+    assert len(starts) - 1 >= 4, "several traces share the packed batch"
+    rows = {tuple(r) for r in dataset["input_ids"]}
+    total_alone = 0.0
+    for a, b in zip(starts, starts[1:]):
+        ids, labels = batch["input_ids"][:, a:b], batch["labels"][:, a:b]
+        assert tuple(ids[0].tolist()) in rows, "a trace was cut or merged"
+        total_alone += nll(ids, labels)
+    packed = nll(batch["input_ids"], batch["labels"], position_ids=batch["position_ids"])
+    assert packed == pytest.approx(float(total_alone), rel=1e-4)

@@ -102,25 +102,32 @@ def kd_datasets(dataset, kd: str):
     return dataset.select_columns(["prompt"])
 
 
-def build_kd_trainer(kd: str, *, model, teacher, tokenizer, dataset, common: dict[str, Any], beta: float,
-                     temperature: float, max_length: int, max_completion_length: int, peft_config=None,
-                     callbacks=None):
-    """A TRL trainer for `kd` ('logit' or 'on_policy') with the shared TrainingArguments in `common`."""
+def kd_config(kd: str, common: dict[str, Any], *, beta: float, temperature: float, max_length: int,
+              max_completion_length: int):
+    """The TRL config for `kd`; built before the models load, so under ZeRO-3 they load sharded."""
     if kd == "logit":
-        from trl.experimental.gkd import GKDConfig, GKDTrainer
+        from trl.experimental.gkd import GKDConfig
 
         # lmbda=0: always the dataset's (teacher-written) sequence, never a student sample; seq_kd off.
-        args = GKDConfig(**common, lmbda=0.0, beta=beta, temperature=temperature, seq_kd=False,
+        return GKDConfig(**common, lmbda=0.0, beta=beta, temperature=temperature, seq_kd=False,
                          max_length=max_length, remove_unused_columns=False)
+    if kd == "on_policy":
+        from trl import DistillationConfig
+
+        return DistillationConfig(**common, beta=beta, temperature=temperature,
+                                  max_completion_length=max_completion_length)
+    raise ValueError(f"kd must be 'logit' or 'on_policy', got {kd!r}")
+
+
+def build_kd_trainer(kd: str, *, args, model, teacher, tokenizer, dataset, peft_config=None, callbacks=None):
+    """TRL's GKDTrainer (logit) or DistillationTrainer (on_policy) on the tokenised traces."""
+    if kd == "logit":
+        from trl.experimental.gkd import GKDTrainer
+
         return GKDTrainer(model=model, teacher_model=teacher, args=args, train_dataset=kd_datasets(dataset, kd),
                           processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)
-    if kd == "on_policy":
-        from trl import DistillationConfig, DistillationTrainer
+    from trl import DistillationTrainer
 
-        tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
-        args = DistillationConfig(**common, beta=beta, temperature=temperature,
-                                  max_completion_length=max_completion_length)
-        return DistillationTrainer(model=model, teacher_model=teacher, args=args,
-                                   train_dataset=kd_datasets(dataset, kd), processing_class=tokenizer,
-                                   peft_config=peft_config, callbacks=callbacks)
-    raise ValueError(f"kd must be 'logit' or 'on_policy', got {kd!r}")
+    tokenizer.padding_side = "left"  # DistillationTrainer generates from left-padded prompts
+    return DistillationTrainer(model=model, teacher_model=teacher, args=args, train_dataset=kd_datasets(dataset, kd),
+                               processing_class=tokenizer, peft_config=peft_config, callbacks=callbacks)

@@ -41,73 +41,49 @@ class ChatFormat:
     """Padding tokens to use when the tokenizer has none, first present wins (never the eos)."""
 
 
+def _template(turn: str, end: str, after_end: str = "", bos: bool = False, train: bool = True) -> str:
+    """A chat template. `turn` is the Jinja expression opening a turn, with ROLE where the role goes;
+    `end` closes a turn, `after_end` follows it outside the loss (ChatML's newline).
+
+    train: the assistant content and `end` inside {% generation %}, content as is.
+    serve: no generation marks; earlier assistant turns lose their reasoning, as R1 and QwQ serve.
+    """
+    def opening(role: str) -> str:
+        return turn.replace("ROLE", role)
+
+    lines = ["{{- bos_token -}}"] if bos else []
+    lines += ["{%- for message in messages -%}", "{%- if message['role'] == 'assistant' -%}"]
+    if train:
+        lines += ["{{- " + opening("'assistant'") + " -}}",
+                  "{%- generation -%}{{- message['content'] + '" + end + "' -}}{%- endgeneration -%}"]
+    else:
+        lines += ["{%- set content = message['content'] -%}",
+                  "{%- if not loop.last and '</think>' in content -%}",
+                  "{%- set content = content.split('</think>')[-1].lstrip() -%}",
+                  "{%- endif -%}",
+                  "{{- " + opening("'assistant'") + " + content + '" + end + "' -}}"]
+    if after_end:
+        lines.append("{{- '" + after_end + "' -}}")
+    lines += ["{%- else -%}",
+              "{{- " + opening("message['role']") + " + message['content'] + '" + end + after_end + "' -}}",
+              "{%- endif -%}",
+              "{%- endfor -%}",
+              "{%- if add_generation_prompt -%}{{- " + opening("'assistant'") + " -}}{%- endif -%}"]
+    return "".join(lines)
+
+
 # ChatML, as Qwen2.5 and QwQ write it. No default system prompt: DeepSeek advises none for R1.
-CHATML_TRAIN = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{- '<|im_start|>assistant\\n' -}}"
-    "{%- generation -%}{{- message['content'] + '<|im_end|>' -}}{%- endgeneration -%}"
-    "{{- '\\n' -}}"
-    "{%- else -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
-
-CHATML_SERVE = (
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{%- set content = message['content'] -%}"
-    # Earlier turns' reasoning is left out of the history, as R1 and QwQ do when serving.
-    "{%- if not loop.last and '</think>' in content -%}"
-    "{%- set content = content.split('</think>')[-1].lstrip() -%}"
-    "{%- endif -%}"
-    "{{- '<|im_start|>assistant\\n' + content + '<|im_end|>\\n' -}}"
-    "{%- else -%}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
-)
-
+CHATML = {"turn": "'<|im_start|>' + ROLE + '\\n'", "end": "<|im_end|>", "after_end": "\\n"}
 # Llama 3 headers, as Llama-3.1/3.3-Instruct write them, without the Instruct template's date
 # system block (a base model never saw it; the 70B Instruct base is fine without it).
-LLAMA3_TRAIN = (
-    "{{- bos_token -}}"
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}"
-    "{%- generation -%}{{- message['content'] + '<|eot_id|>' -}}{%- endgeneration -%}"
-    "{%- else -%}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}"
-)
-
-LLAMA3_SERVE = (
-    "{{- bos_token -}}"
-    "{%- for message in messages -%}"
-    "{%- if message['role'] == 'assistant' -%}"
-    "{%- set content = message['content'] -%}"
-    "{%- if not loop.last and '</think>' in content -%}"
-    "{%- set content = content.split('</think>')[-1].lstrip() -%}"
-    "{%- endif -%}"
-    "{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' + content + '<|eot_id|>' -}}"
-    "{%- else -%}"
-    "{{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n' + message['content'] + '<|eot_id|>' -}}"
-    "{%- endif -%}"
-    "{%- endfor -%}"
-    "{%- if add_generation_prompt -%}{{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' -}}{%- endif -%}"
-)
+LLAMA3 = {"turn": "'<|start_header_id|>' + ROLE + '<|end_header_id|>\\n\\n'", "end": "<|eot_id|>", "bos": True}
 
 FORMATS: dict[str, ChatFormat] = {
-    "chatml": ChatFormat("chatml", "<|im_end|>", ("<|im_start|>", "<|im_end|>"), CHATML_TRAIN, CHATML_SERVE,
-                         pad_candidates=("<|endoftext|>",)),
+    "chatml": ChatFormat("chatml", "<|im_end|>", ("<|im_start|>", "<|im_end|>"), _template(**CHATML),
+                         _template(**CHATML, train=False), pad_candidates=("<|endoftext|>",)),
     # Llama 3.1 reserves <|finetune_right_pad_id|> for padding; older Llama 3 vocabularies have reserved tokens.
     "llama3": ChatFormat("llama3", "<|eot_id|>", ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-                         LLAMA3_TRAIN, LLAMA3_SERVE,
+                         _template(**LLAMA3), _template(**LLAMA3, train=False),
                          pad_candidates=("<|finetune_right_pad_id|>", "<|reserved_special_token_0|>", "<|end_of_text|>")),
 }
 

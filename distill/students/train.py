@@ -231,6 +231,11 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
         # assistant_masks (-100 elsewhere). max_length matters only for packing, where it is the row size.
         args = SFTConfig(**common, max_length=cfg.max_length if cfg.packing else None, packing=cfg.packing,
                          packing_strategy="bfd", dataset_num_proc=cfg.dataset_num_proc)
+    else:
+        from distill.students.kd import kd_config
+
+        args = kd_config(cfg.kd, common, beta=cfg.kd_beta, temperature=cfg.kd_temperature, max_length=cfg.max_length,
+                         max_completion_length=cfg.kd_max_completion_length)
 
     ######################
     # Model: the base with its context raised where the preset says so
@@ -270,10 +275,8 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
         from distill.students.kd import build_kd_trainer, load_teacher
 
         teacher = load_teacher(cfg.kd_teacher, model, tokenizer, dtype, cfg.attn_implementation)
-        trainer = build_kd_trainer(cfg.kd, model=model, teacher=teacher, tokenizer=tokenizer, dataset=dataset,
-                                   common=common, beta=cfg.kd_beta, temperature=cfg.kd_temperature,
-                                   max_length=cfg.max_length, max_completion_length=cfg.kd_max_completion_length,
-                                   peft_config=peft_config, callbacks=callbacks)
+        trainer = build_kd_trainer(cfg.kd, args=args, model=model, teacher=teacher, tokenizer=tokenizer,
+                                   dataset=dataset, peft_config=peft_config, callbacks=callbacks)
 
     ######################
     # Training loop (resumes from the last complete checkpoint)
