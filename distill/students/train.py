@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -214,7 +215,9 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     ######################
     # Data: tokenise with assistant masks; drop (and count) traces longer than max_length
     ######################
-    state = PartialState(cpu=cpu)
+    # Rank 0 tokenises first and the others read its cache; hundreds of thousands of 32k-token
+    # traces can take longer than the default 10-30 minute collective timeout they wait in.
+    state = PartialState(cpu=cpu, timeout=timedelta(hours=3))
     with state.main_process_first():
         dataset, stats = build_dataset(data, tokenizer, cfg.max_length, num_proc=cfg.dataset_num_proc,
                                        cache_dir=out_dir / "cache", keep_text=cfg.kd != "none")
