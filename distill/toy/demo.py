@@ -43,7 +43,13 @@ class DemoConfig:
     unfiltered: bool = True
     """Also train a student on the unfiltered traces, to show what the filters buy."""
     teacher: str = "tiny"
+    """teachers/<name>.yaml or a YAML path."""
     size: str = "tiny"
+    """students/<name>.yaml or a YAML path."""
+    train_set: str = "toy"
+    """Prompt set the teacher answers (datasets/<name>.yaml or a path)."""
+    eval_set: str = "toy-test"
+    """Held-out benchmark (datasets/<name>.yaml or a path)."""
     student_overrides: list[str] | None = None
     """Extra key=value for the student preset (e.g. [num_epochs=2]); tests use it to scale down."""
 
@@ -78,8 +84,8 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
 
     # ---- 2. Sample traces from the teacher (same code as TEACHER=r1)
     stage("traces")
-    folder = traces_dir(out, cfg.teacher, "toy")
-    run_traces(teacher=cfg.teacher, prompts="toy", out_dir=folder, overrides=[f"prompts.toy.n={cfg.prompts}"])
+    folder = traces_dir(out, cfg.teacher, cfg.train_set)
+    run_traces(teacher=cfg.teacher, prompts=cfg.train_set, out_dir=folder, overrides=[f"prompts.toy.n={cfg.prompts}"])
     done("traces")
 
     # ---- 3. Filter with the default R1 recipe
@@ -100,7 +106,7 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
 
     # ---- 5. Evaluate original vs student vs teacher on the held-out split
     stage("eval")
-    eval_ov = ["benchmarks=[toy-test]", f"limit={cfg.eval_problems}", f"k.toy-test={cfg.eval_k}"]
+    eval_ov = [f"benchmarks=[{cfg.eval_set}]", f"limit={cfg.eval_problems}", f"default_k={cfg.eval_k}"]
     report = run_eval(size=cfg.size, student=student_dir(out, cfg.size) / "final", teacher=cfg.teacher,
                       out_dir=eval_dir(out, cfg.size), overrides=eval_ov)
     unfiltered_report = None
@@ -119,9 +125,9 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
 
 
 def _pass1(report: dict[str, Any] | None, role: str) -> float | None:
-    if report is None:
+    if report is None or not report["benchmarks"]:
         return None
-    row = report["benchmarks"].get("toy-test", {})
+    row = next(iter(report["benchmarks"].values()))  # the demo evaluates one benchmark
     return row[role]["pass@1"]["mean"] if role in row else None
 
 
