@@ -178,6 +178,18 @@ def test_cached_teacher_is_reused_without_naming_it(setup, monkeypatch):
     assert report["benchmarks"]["bench3"]["teacher"]["pass@1"]["mean"] == pytest.approx(0.5)
 
 
+def test_columns_run_apart_merge_in_one_report(setup, monkeypatch):
+    calls: list[dict] = []
+    patch_backends(monkeypatch, calls)
+    first = run(setup, "k.bench3=2", "roles=[original]")
+    assert set(first["benchmarks"]["bench3"]) == {"original"}
+    calls.clear()
+    second = run(setup, "k.bench3=2", "roles=[student]")
+    assert {c["model"] for c in calls} == {str(setup["student"])}  # the original was not run again
+    row = second["benchmarks"]["bench3"]
+    assert {"original", "student", "gain"} <= set(row) and "teacher" not in row
+
+
 def test_errors_say_what_to_do(setup, monkeypatch, tmp_path):
     patch_backends(monkeypatch, [])
     with pytest.raises(ConfigError, match="train it first with `make student SIZE=mysize`"):

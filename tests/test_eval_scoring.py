@@ -16,8 +16,6 @@ import json
 import re
 from pathlib import Path
 
-import pytest
-
 from distill.eval.results import score_completions, scored_text
 from distill.prompts import load_prompts
 from distill.teachers.base import Completion

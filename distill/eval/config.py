@@ -60,8 +60,8 @@ class EvalConfig:
     original: str | None = None
     """The original base model; default: the base model named in students/<size>.yaml."""
     roles: list[str] = field(default_factory=lambda: ["original", "student", "teacher"])
-    """Columns to compute. The report shows every column that has results, so columns can be run
-    apart (e.g. roles=[original] on one server, roles=[student] on another) and merged."""
+    """Columns to generate. The report shows every column with results on disk, so columns can be
+    run apart (roles=[original] on one machine, then roles=[student] on another with the same --out)."""
     rescore: bool = False
     """Re-check every stored sample with the current distill.verify instead of its stored verdict."""
     limit: int | None = None

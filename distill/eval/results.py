@@ -75,8 +75,6 @@ class Progress:
     reused: int = 0
     failed: int = 0
     """Samples the backend returned as errors (after its retries): not written, redone next run."""
-    unjudged: int = 0
-    """Samples the checker could not judge (timeout, checker error): counted as wrong."""
     completion_tokens: int = 0
     seconds: float = 0.0
 
@@ -247,8 +245,6 @@ def _write(store: ResultStore, writer: JsonlWriter, batch: list[tuple[Prompt, li
         progress.failed += max(0, len(indices) - len(comps))
     verdicts = score_completions([(p, c) for p, _, c in items], score_workers, score_timeout)
     for (p, index, c), v in zip(items, verdicts):
-        if v.correct is None and v.status not in UNSCORABLE:
-            progress.unjudged += 1
         rec = {
             **meta,
             "run_key": store.key,

@@ -48,9 +48,11 @@ class Column:
     folder: Path
     identity: dict[str, Any]
     """What makes two runs of this model comparable: model (with a weights fingerprint), prompt shaping."""
-    make_backend: Callable[[], Teacher] | None
-    """Loads the model; None when only cached results can be used."""
+    make_backend: Callable[[], Teacher]
+    """Loads the model (called only when a result is missing)."""
     info: dict[str, Any] = field(default_factory=dict)
+    generate: bool = True
+    """False: show the results on disk, generate nothing (not in `roles`, or a cached teacher)."""
     chunk: int = 64
     """Sequences per generate call (EvalConfig.chunk_for its backend)."""
 
@@ -72,21 +74,19 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
     out_dir = Path(out_dir)
     params = sampling_params(cfg)
 
-    # ---- Columns (checked before any download)
-    columns = []
-    if "original" in cfg.roles:
-        columns.append(model_column("original", cfg.original or base, out_dir / "original", cfg,
-                                    revision=preset.get("revision")))
-    if "student" in cfg.roles:
-        if student is None:
-            raise ConfigError("no student model given: pass --student DIR (default out/students/<size>/final)")
-        if not Path(student).exists():
-            raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={Path(size).stem}`, "
-                              "or point --student at a model directory")
+    # ---- Columns (checked before any download). Every column with results on disk is shown;
+    # only those in `roles` generate what is missing.
+    columns = [model_column("original", cfg.original or base, out_dir / "original", cfg, revision=preset.get("revision"))]
+    if student is not None and Path(student).exists():
         columns.append(model_column("student", str(student), out_dir / "student", cfg))
-    teacher_col = teacher_column(teacher or cfg.teacher, out_dir.parent / "teachers", cfg) if "teacher" in cfg.roles else None
+    elif "student" in cfg.roles:
+        raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={Path(size).stem}`, "
+                          "or point --student at a model directory")
+    teacher_col = teacher_column(teacher or cfg.teacher, out_dir.parent / "teachers", cfg)
     if teacher_col is not None:
         columns.append(teacher_col)
+    for col in columns:
+        col.generate = col.generate and col.role in cfg.roles
 
     # ---- Benchmarks
     benchmarks = {name_of(b): load_benchmark(b, cfg) for b in cfg.benchmarks}
@@ -99,7 +99,7 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
         for bench, prompts in benchmarks.items():
             store = ResultStore(col.folder / f"{bench}.jsonl", run_key(col.identity, params))
             k = cfg.samples_for(bench)
-            if col.make_backend is not None:
+            if col.generate:
                 meta = {"role": col.role, "model": col.label, "benchmark": bench}
                 progress = evaluate(store, prompts, k, params, backend, meta, chunk=col.chunk,
                                     score_workers=cfg.score_workers, seed=cfg.seed, score_timeout=cfg.score_timeout)
@@ -115,7 +115,7 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
             if result:
                 tables[bench][col.role] = result
         backend.release()
-        if col.role == "teacher" and col.make_backend is not None:
+        if col.role == "teacher" and col.generate:
             atomic_write_text(col.folder / "teacher.json", json.dumps({"label": col.label, "identity": col.identity}, indent=2))
 
     # ---- Report
@@ -205,7 +205,7 @@ def teacher_column(name: str | None, root: Path, cfg: EvalConfig) -> Column | No
         return None
     saved = json.loads((cached[0] / "teacher.json").read_text())
     log.info("teacher column from cached results in %s (no --teacher given)", cached[0])
-    return Column("teacher", saved["label"], cached[0], saved["identity"], None,
+    return Column("teacher", saved["label"], cached[0], saved["identity"], _no_backend, generate=False,
                   info={"model": saved["identity"].get("model"), "teacher": saved["label"], "cached": True})
 
 
@@ -227,16 +227,18 @@ def _load_teacher(tcfg: Any) -> Teacher:
     return load_teacher(tcfg)
 
 
+def _no_backend() -> Teacher:
+    raise AssertionError("a cache-only column never generates")
+
+
 class _Lazy:
     """Load the backend on first use (a finished run never loads a model) and free it after."""
 
-    def __init__(self, factory: Callable[[], Teacher] | None, label: str):
+    def __init__(self, factory: Callable[[], Teacher], label: str):
         self.factory, self.label, self.backend = factory, label, None
 
     def __call__(self) -> Teacher:
         if self.backend is None:
-            if self.factory is None:
-                raise ConfigError(f"{self.label}: only cached results exist; name it with --teacher to generate more")
             log.info("loading %s", self.label)
             self.backend = self.factory()
         return self.backend
