@@ -67,7 +67,7 @@ def cache_root() -> Path:
 
 def spec_hash(name: str, spec: ToySpec) -> str:
     # The task and tokenizer code are part of the key: a changed problem family means a new model.
-    code = "".join(inspect.getsource(x) for x in (task, tokenizer, train_toy, toy_messages, toy_completion))
+    code = "".join(inspect.getsource(x) for x in (task, tokenizer, train_toy, toy_tokenizer, toy_messages, toy_completion))
     return hashlib.sha256(json.dumps([name, asdict(spec), code], sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -124,6 +124,16 @@ def toy_completion(item: dict, reasoning: bool) -> str:
     return assistant_text(item["reasoning"] if reasoning else "", item["solution"])
 
 
+def toy_tokenizer(out: Path):
+    """The one tokenizer of every toy model, whatever its spec: teacher and student share a
+    vocabulary, so logit and on-policy distillation work between them. Trained on a fixed corpus
+    of worked and answer-only solutions; deterministic, so every build gets the same ids."""
+    items = list(task.toy_problems("train", 2000, seed=12345))
+    corpus = [toy_messages(it["problem"])[0]["content"] for it in items]
+    corpus += [toy_completion(it, reasoning) for it in items for reasoning in (True, False)]
+    return tokenizer.build_tokenizer(out, corpus=corpus, vocab_size=400, model_max_length=512)
+
+
 def train_toy(spec: ToySpec, out: Path) -> None:
     """Train a toy model from scratch per `spec` and save model + tokenizer to `out`."""
     import torch
@@ -133,8 +143,7 @@ def train_toy(spec: ToySpec, out: Path) -> None:
     items = list(task.toy_problems("train", spec.train_problems, seed=spec.seed, levels=spec.levels))
     rows = [toy_messages(it["problem"]) + [{"role": "assistant", "content": toy_completion(it, spec.reasoning)}]
             for it in items]
-    corpus = [m["content"] for r in rows for m in r]
-    tok = tokenizer.build_tokenizer(out, corpus=corpus, vocab_size=400, model_max_length=512)
+    tok = toy_tokenizer(out)
 
     examples = []
     for r in rows:
