@@ -8,7 +8,8 @@ Figures:
   code `make eval` runs) with a tiny randomly initialised Qwen2 (~1M parameters, the toy
   tokenizer) at batch 1, 8 and 32, one sample per problem, sampling at temperature 0.6;
 - eval loop: problems/s of `distill.eval.results.evaluate` (generate + score with distill.verify
-  + append the JSONL results) at batch 32, as a share of the bare generate rate;
+  + append the JSONL results) at batch 32, as a share of the bare generate rate (best of the
+  repeats for both);
 - scoring: samples/s of the eval's scorer (`score_completions`, math-verify in worker processes)
   on the real SkyThought outputs in ../shared/data/traces/skythought, with 1 and 2 workers.
 On a shared 2-core machine the figures move with the load: compare runs made side by side.
@@ -79,7 +80,7 @@ def generation(model_dir: Path, max_tokens: int, repeats: int) -> dict:
     return out
 
 
-def eval_loop(model_dir: Path, max_tokens: int, bare_problems_per_s: float) -> dict:
+def eval_loop(model_dir: Path, max_tokens: int, repeats: int, bare_problems_per_s: float) -> dict:
     from distill.eval.results import ResultStore, evaluate, run_key, score_completions
     from distill.teachers import TeacherConfig, load_teacher
     from distill.teachers.base import Completion, SamplingParams
@@ -89,14 +90,16 @@ def eval_loop(model_dir: Path, max_tokens: int, bare_problems_per_s: float) -> d
     params = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=max_tokens)
     backend.generate([p.messages for p in prompts[:32]], params)  # warm-up, as for the bare figures
     score_completions([(prompts[0], Completion("", "\\boxed{1}", "stop"))], workers=0)
-    with tempfile.TemporaryDirectory() as tmp:
-        store = ResultStore(Path(tmp) / "toy.jsonl", run_key({"model": "bench"}, params))
-        t = time.perf_counter()
-        progress = evaluate(store, prompts, 1, params, lambda: backend, {"role": "bench"}, chunk=32, score_workers=1)
-        dt = time.perf_counter() - t
-    rate = progress.generated / dt
-    return {"problems": len(prompts), "problems_per_s": round(rate, 2),
-            "share_of_bare_generate": round(rate / bare_problems_per_s, 2) if bare_problems_per_s else None}
+    best = 0.0
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:  # a fresh results file: nothing to resume
+            store = ResultStore(Path(tmp) / "toy.jsonl", run_key({"model": "bench"}, params))
+            t = time.perf_counter()
+            progress = evaluate(store, prompts, 1, params, lambda: backend, {"role": "bench"}, chunk=32,
+                                score_workers=1)
+            best = max(best, progress.generated / (time.perf_counter() - t))
+    return {"problems": len(prompts), "problems_per_s": round(best, 2),
+            "share_of_bare_generate": round(best / bare_problems_per_s, 2) if bare_problems_per_s else None}
 
 
 def scoring(limit: int | None) -> dict:
@@ -140,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = tiny_model(Path(tmp))
         figures["generation_hf_cpu"] = generation(model_dir, max_tokens, repeats)
-        figures["eval_loop_batch32"] = eval_loop(model_dir, max_tokens,
+        figures["eval_loop_batch32"] = eval_loop(model_dir, max_tokens, repeats,
                                                  figures["generation_hf_cpu"]["batch32_problems_per_s"])
     if (SHARED / "traces" / "skythought").is_dir():
         figures["scoring_real_outputs"] = scoring(limit)

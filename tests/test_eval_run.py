@@ -178,6 +178,18 @@ def test_cached_teacher_is_reused_without_naming_it(setup, monkeypatch):
     assert report["benchmarks"]["bench3"]["teacher"]["pass@1"]["mean"] == pytest.approx(0.5)
 
 
+def test_rescore_rechecks_stored_texts(setup, monkeypatch):
+    patch_backends(monkeypatch, [])
+    run(setup, "k.bench3=2", "roles=[student]")
+    path = setup["out"] / "student" / "bench3.jsonl"
+    # Pretend an older checker judged every sample wrong.
+    path.write_text("".join(json.dumps({**r, "correct": False}) + "\n" for r in lines(path)))
+    monkeypatch.setattr(eval_run, "_load_teacher", lambda tcfg: pytest.fail(f"loaded {tcfg.model}"))
+    assert run(setup, "k.bench3=2", "roles=[student]")["benchmarks"]["bench3"]["student"]["pass@1"]["mean"] == 0.0
+    again = run(setup, "k.bench3=2", "roles=[student]", "rescore=true")
+    assert again["benchmarks"]["bench3"]["student"]["pass@1"]["mean"] == pytest.approx(0.5)
+
+
 def test_columns_run_apart_merge_in_one_report(setup, monkeypatch):
     calls: list[dict] = []
     patch_backends(monkeypatch, calls)

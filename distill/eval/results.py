@@ -96,7 +96,7 @@ class ResultStore:
                     self.other_runs += 1
                     continue
                 # First line wins: two evals appending to one file at once can only duplicate.
-                self.records.setdefault((rec["prompt_id"], rec["sample_index"]), rec)
+                self.records.setdefault((rec["prompt_id"], rec["sample_index"]), _slim(rec))
         if self.other_runs:
             log.info("%s: %d line(s) from another model version or sampling protocol are kept but not used",
                      self.path, self.other_runs)
@@ -110,17 +110,23 @@ class ResultStore:
         return [i for i in range(k) if self.get(prompt, i, phash) is None]
 
     def add(self, rec: dict[str, Any]) -> None:
-        self.records[(rec["prompt_id"], rec["sample_index"])] = rec
+        self.records[(rec["prompt_id"], rec["sample_index"])] = _slim(rec)
 
     def rescore(self, prompts: Sequence[Prompt], k: int, workers: int, timeout: float = verify.DEFAULT_TIMEOUT) -> int:
         """Re-check the stored samples of `prompts` with the current checker (in memory; the file keeps
         the verdicts it was written with). Returns how many verdicts changed."""
         by_id = {p.id: p for p in prompts}
-        keys = [key for key in self.records if key[0] in by_id and key[1] < k]
-        items = [(by_id[pid], Completion(reasoning=self.records[(pid, i)].get("reasoning", ""),
-                                         answer=self.records[(pid, i)].get("answer", ""),
-                                         finish_reason=self.records[(pid, i)].get("finish_reason")))
-                 for pid, i in keys]
+        wanted = {key for key in self.records if key[0] in by_id and key[1] < k}
+        if not wanted:
+            return 0
+        # The texts are not kept in memory (see _slim): read them back from the file.
+        texts: dict[tuple[str, int], Completion] = {}
+        for _, rec in read_jsonl(self.path):
+            key = (rec.get("prompt_id"), rec.get("sample_index"))
+            if key in wanted and key not in texts and rec.get("run_key") == self.key:
+                texts[key] = Completion(rec.get("reasoning", ""), rec.get("answer", ""), rec.get("finish_reason"))
+        keys = list(texts)
+        items = [(by_id[pid], texts[(pid, i)]) for pid, i in keys]
         changed = 0
         for key, v in zip(keys, score_completions(items, workers, timeout)):
             old = self.records[key]
@@ -146,6 +152,12 @@ class ResultStore:
             elif recs:
                 out[p.id] = [to_sample(r) for r in recs]
         return out, unscorable
+
+
+def _slim(rec: dict[str, Any]) -> dict[str, Any]:
+    """A result line without its texts: 64 samples x 30 AIME problems of 32k-token thinking are
+    ~200 MB of text, and the scores need none of it."""
+    return {k: v for k, v in rec.items() if k not in ("reasoning", "answer")}
 
 
 UNSCORABLE = ("gold_unparsable", "no_reference")
