@@ -5,7 +5,7 @@ then `key=value` overrides from the command line:
 
     distill eval --size 7b benchmarks=[aime24,math500] k.aime24=16 limit=20
     distill eval --size 7b greedy=true
-    distill eval --size 7b data.math500=../shared/data/benchmarks/math500.jsonl
+    distill eval --size 7b data.math500=/data/math500.jsonl      # a local copy instead of the hub
 
 Defaults are DeepSeek-R1's evaluation protocol (R1 paper, section 3): temperature 0.6, top_p
 0.95, up to 32,768 generated tokens, k samples per problem (64 for AIME, 4 for MATH-500) and
@@ -28,7 +28,7 @@ DEFAULT_K = {
     "math500": 4,
     "gpqa-diamond": 8,
     "livecodebench": 4,
-    "gsm8k": 1,
+    "gsm8k-test": 1,
 }
 
 
@@ -51,6 +51,8 @@ class EvalConfig:
     greedy: bool = False
     """Greedy decoding: temperature 0 and one sample per problem, whatever `k` says."""
     seed: int = 0
+    """Base of the per-call sampling seeds. Results on disk are kept when it changes (they are
+    samples of the same protocol), so a new seed only changes the samples still to be drawn."""
     backend: Literal["hf", "vllm", "openai"] = "hf"
     """How the student and the original base run: hf (transformers, CPU or GPU), vllm (GPU), openai (a server)."""
     backend_options: dict[str, Any] = field(default_factory=dict)
