@@ -18,6 +18,7 @@ server and client share this machine's cores: on a loaded 2-core box the figures
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +38,9 @@ def _child(args: argparse.Namespace) -> None:
 
     logging.basicConfig(level=logging.WARNING)
     # Import the client stack before the clock starts: the figures are about sampling, not start-up.
-    import distill.teachers.openai_backend  # noqa: F401
     import openai  # noqa: F401
+
+    import distill.teachers.openai_backend  # noqa: F401
     from distill.teachers.sample import run
 
     try:
@@ -55,6 +58,21 @@ def _child(args: argparse.Namespace) -> None:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     print(json.dumps({"written": summary["written"], "failed": summary["failed"], "wall_s": wall, "cpu_s": cpu,
                       "peak_rss_mb": after.ru_maxrss / 1024}))
+
+
+@contextlib.contextmanager
+def fault_server(latency: float, *extra: str) -> Iterator[str]:
+    """tests/fault_server.py in its own process (its CPU is not the client's); yields its base URL."""
+    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "fault_server.py"), "--latency", str(latency),
+                               *extra], stdout=subprocess.PIPE, text=True)
+    try:
+        line = server.stdout.readline()  # "READY http://127.0.0.1:PORT/v1"
+        if not line.startswith("READY"):
+            raise RuntimeError(f"fault server did not start: {line!r}")
+        yield line.split()[1]
+    finally:
+        server.kill()  # the server this function started, by PID
+        server.wait()
 
 
 def _use_instant_teacher() -> None:
@@ -82,10 +100,9 @@ def _use_instant_teacher() -> None:
 def _write_prompts(folder: Path, n: int) -> Path:
     data = folder / f"bench-{n}.jsonl"
     with open(data, "w") as f:
-        for i in range(n):
-            f.write(json.dumps({"id": i, "problem": f"Problem {i}: a train leaves at {i % 97} km/h; how far after "
-                                f"{i % 13 + 1} hours? Give the distance in km.", "answer": str((i % 97) * (i % 13 + 1))})
-                    + "\n")
+        f.writelines(json.dumps({"id": i, "problem": f"Problem {i}: a train leaves at {i % 97} km/h; how far after "
+                                 f"{i % 13 + 1} hours? Give the distance in km.", "answer": str((i % 97) * (i % 13 + 1))})
+                     + "\n" for i in range(n))
     path = folder / f"bench-{n}.yaml"
     path.write_text(f"name: bench\npath: {data}\ncolumns: {{id: id}}\n")
     return path
@@ -98,7 +115,7 @@ def _client(folder: Path, url: str, concurrency: int, prompts: Path, tag: str, f
     out = folder / f"out-{tag}"
     proc = subprocess.run([sys.executable, __file__, "--child", "--teacher", str(teacher), "--prompts", str(prompts),
                            "--out", str(out)] + (["--fake"] if fake else []), capture_output=True, text=True, cwd=REPO,
-                          env={**os.environ, "PYTHONPATH": str(REPO)})
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"client run failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -121,52 +138,42 @@ def main(argv: list[str] | None = None) -> dict:
 
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     memory_counts = [2_000, 5_000, 10_000] if args.quick else [10_000, 30_000, 100_000]
-    server = subprocess.Popen([sys.executable, str(REPO / "tests" / "fault_server.py"), "--latency", str(args.latency)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        line = server.stdout.readline()  # "READY http://127.0.0.1:PORT/v1"
-        if not line.startswith("READY"):
-            raise RuntimeError(f"fault server did not start: {line!r}")
-        url = line.split()[1]
+    with fault_server(args.latency) as url, tempfile.TemporaryDirectory() as tmp:
         results: dict = {"latency_s": args.latency, "throughput": {}, "memory": {}}
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            print(f"server latency {args.latency * 1000:.0f} ms; each throughput run lasts about {seconds:.0f} s")
-            print(f"{'concurrency':>11} {'requests':>9} {'req/s':>8} {'ideal':>8} {'fraction':>8} {'client CPU s':>12} "
-                  f"{'CPU ms/req':>10}")
-            for concurrency in (16, 64, 256):
-                ideal = concurrency / args.latency
-                n = int(ideal * seconds)
-                r = _client(folder, url, concurrency, _write_prompts(folder, n), f"c{concurrency}")
-                rate = r["written"] / r["wall_s"]
-                row = {"requests": r["written"], "requests_per_s": round(rate, 1), "ideal_per_s": round(ideal, 1),
-                       "fraction_of_ideal": round(rate / ideal, 3), "client_cpu_s": round(r["cpu_s"], 2),
-                       "cpu_ms_per_request": round(1000 * r["cpu_s"] / max(1, r["written"]), 3)}
-                results["throughput"][concurrency] = row
-                print(f"{concurrency:>11} {row['requests']:>9} {rate:>8.1f} {ideal:>8.1f} {row['fraction_of_ideal']:>8.3f} "
-                      f"{row['client_cpu_s']:>12.2f} {row['cpu_ms_per_request']:>10.3f}")
+        folder = Path(tmp)
+        print(f"server latency {args.latency * 1000:.0f} ms; each throughput run lasts about {seconds:.0f} s")
+        print(f"{'concurrency':>11} {'requests':>9} {'req/s':>8} {'ideal':>8} {'fraction':>8} {'client CPU s':>12} "
+              f"{'CPU ms/req':>10}")
+        for concurrency in (16, 64, 256):
+            ideal = concurrency / args.latency
+            n = int(ideal * seconds)
+            r = _client(folder, url, concurrency, _write_prompts(folder, n), f"c{concurrency}")
+            rate = r["written"] / r["wall_s"]
+            row = {"requests": r["written"], "requests_per_s": round(rate, 1), "ideal_per_s": round(ideal, 1),
+                   "fraction_of_ideal": round(rate / ideal, 3), "client_cpu_s": round(r["cpu_s"], 2),
+                   "cpu_ms_per_request": round(1000 * r["cpu_s"] / max(1, r["written"]), 3)}
+            results["throughput"][concurrency] = row
+            print(f"{concurrency:>11} {row['requests']:>9} {rate:>8.1f} {ideal:>8.1f} {row['fraction_of_ideal']:>8.3f} "
+                  f"{row['client_cpu_s']:>12.2f} {row['cpu_ms_per_request']:>10.3f}")
 
-            print(f"\nmemory at concurrency 256 as the prompt count grows")
-            print(f"{'prompts':>9} {'peak RSS MB':>11} {'client CPU s':>12} {'req/s':>8}")
-            for n in memory_counts:
-                r = _client(folder, url, 256, _write_prompts(folder, n), f"m{n}")
-                row = {"peak_rss_mb": round(r["peak_rss_mb"], 1), "client_cpu_s": round(r["cpu_s"], 2),
-                       "requests_per_s": round(r["written"] / r["wall_s"], 1), "written": r["written"]}
-                results["memory"][n] = row
-                print(f"{n:>9} {row['peak_rss_mb']:>11.1f} {row['client_cpu_s']:>12.2f} {row['requests_per_s']:>8.1f}")
-            n = memory_counts[-1]
-            r = _client(folder, url, 256, _write_prompts(folder, n), "fake", fake=True)
-            results["orchestration_cpu_ms_per_sample"] = round(1000 * r["cpu_s"] / r["written"], 3)
-            print(f"\nour orchestration alone (a teacher that answers at once, {n:,} samples): "
-                  f"{results['orchestration_cpu_ms_per_sample']:.3f} ms CPU per sample; the rest of the client's "
-                  "CPU per request is the openai SDK and its HTTP transport")
-            small, large = memory_counts[0], memory_counts[-1]
-            growth = (results["memory"][large]["peak_rss_mb"] - results["memory"][small]["peak_rss_mb"]) * 1024 * 1024
-            results["rss_bytes_per_prompt"] = round(growth / (large - small), 1)
-            print(f"RSS growth {small:,} -> {large:,} prompts: {results['rss_bytes_per_prompt']:.0f} bytes per prompt")
-    finally:
-        server.kill()  # the server this script started, by PID
-        server.wait()
+        print("\nmemory at concurrency 256 as the prompt count grows")
+        print(f"{'prompts':>9} {'peak RSS MB':>11} {'client CPU s':>12} {'req/s':>8}")
+        for n in memory_counts:
+            r = _client(folder, url, 256, _write_prompts(folder, n), f"m{n}")
+            row = {"peak_rss_mb": round(r["peak_rss_mb"], 1), "client_cpu_s": round(r["cpu_s"], 2),
+                   "requests_per_s": round(r["written"] / r["wall_s"], 1), "written": r["written"]}
+            results["memory"][n] = row
+            print(f"{n:>9} {row['peak_rss_mb']:>11.1f} {row['client_cpu_s']:>12.2f} {row['requests_per_s']:>8.1f}")
+        n = memory_counts[-1]
+        r = _client(folder, url, 256, _write_prompts(folder, n), "fake", fake=True)
+        results["orchestration_cpu_ms_per_sample"] = round(1000 * r["cpu_s"] / r["written"], 3)
+        print(f"\nour orchestration alone (a teacher that answers at once, {n:,} samples): "
+              f"{results['orchestration_cpu_ms_per_sample']:.3f} ms CPU per sample; the rest of the client's "
+              "CPU per request is the openai SDK and its HTTP transport")
+        small, large = memory_counts[0], memory_counts[-1]
+        growth = (results["memory"][large]["peak_rss_mb"] - results["memory"][small]["peak_rss_mb"]) * 1024 * 1024
+        results["rss_bytes_per_prompt"] = round(growth / (large - small), 1)
+        print(f"RSS growth {small:,} -> {large:,} prompts: {results['rss_bytes_per_prompt']:.0f} bytes per prompt")
     return results
 
 

@@ -359,7 +359,7 @@ def _hub_dataset(cfg: PromptSetConfig) -> Iterable[dict[str, Any]]:
     try:
         return datasets.load_dataset(cfg.hub, cfg.subset, split=cfg.split, streaming=True,
                                      data_files=cfg.data_files or None, revision=cfg.revision)
-    except Exception as e:  # noqa: BLE001 - offline, gated, missing: all end the same way for the user
+    except Exception as e:  # offline, gated, missing: all end the same way for the user
         raise ConfigError(
             f"prompt set '{cfg.name}': cannot open hub dataset '{cfg.hub}' (subset={cfg.subset}, split={cfg.split}): "
             f"{type(e).__name__}: {e}. Offline? Download it once with network, or run on a local copy with "

@@ -5,6 +5,7 @@ file, row and column."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import pickle
 import sys
@@ -226,7 +227,7 @@ def test_shards_split_by_id_hash_and_limit(shared_data):
     path = f"path={shared_data / 'benchmarks/math500.jsonl'}"
     all_ids = [p.id for p in load_prompts("math500", [path])]
     shards = [[p.id for p in load_prompts("math500", [path], shard=f"{i}/4")] for i in range(4)]
-    assert sorted(sum(shards, [])) == sorted(all_ids)
+    assert sorted(itertools.chain(*shards)) == sorted(all_ids)
     assert all(shard_of(pid, 4) == i for i, ids in enumerate(shards) for pid in ids)
     assert all(90 < len(s) < 160 for s in shards)
     assert [p.id for p in load_prompts("math500", [path], shard="1/4", limit=7)] == shards[1][:7]

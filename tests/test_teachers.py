@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -188,7 +189,8 @@ def test_run_with_the_hf_backend_resumes_in_batches(tiny_qwen2, tmp_path):
 
 
 class FlakyEngine:
-    """A local engine that runs out of memory on batches over 2 prompts and chokes on one prompt."""
+    """A local engine that runs out of memory on batches over 2 prompts, chokes on one prompt and
+    returns one completion too few for another."""
 
     name = "flaky"
 
@@ -202,7 +204,7 @@ class FlakyEngine:
         if any("BAD" in p[-1]["content"] for p in prompts):
             raise ValueError("prompt too long for the context")
         return [[Completion(reasoning="r", answer=f"a{k}", finish_reason="stop", completion_tokens=3)
-                 for k in range(params.n)] for _ in prompts]
+                 for k in range(params.n - ("SHORT" in p[-1]["content"]))] for p in prompts]
 
 
 def test_a_failing_batch_is_halved_down_to_the_bad_prompt(tmp_path, monkeypatch):
@@ -210,13 +212,15 @@ def test_a_failing_batch_is_halved_down_to_the_bad_prompt(tmp_path, monkeypatch)
 
     engine = FlakyEngine()
     monkeypatch.setattr(distill.teachers, "load_teacher", lambda cfg: engine)
-    prompt_set = write_prompt_set(tmp_path, ["Q0.", "Q1.", "Q2 BAD.", "Q3.", "Q4.", "Q5.", "Q6.", "Q7."])
+    prompt_set = write_prompt_set(tmp_path, ["Q0.", "Q1.", "Q2 BAD.", "Q3.", "Q4 SHORT.", "Q5.", "Q6.", "Q7."])
     teacher = tmp_path / "local.yaml"
     teacher.write_text("backend: vllm\nmodel: some/model\nbatch_size: 16\nsampling: {n: 2}\n")
     summary = run(teacher, prompt_set, tmp_path / "out")
-    assert summary["written"] == 14 and summary["failed"] == 2
-    failures = [line for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
-    assert len(failures) == 2 and all('"set/q2"' in f and "prompt too long" in f for f in failures)
+    assert summary["written"] == 13 and summary["failed"] == 3
+    failures = [json.loads(line) for line in (tmp_path / "out" / "failures.jsonl").read_text().splitlines()]
+    assert sorted((f["prompt_id"], f["sample_index"], f["kind"]) for f in failures) == [
+        ("set/q2", 0, "ValueError"), ("set/q2", 1, "ValueError"), ("set/q4", 1, "missing")]
+    assert "prompt too long" in failures[0]["reason"]
     assert engine.calls[0] == 8 and max(engine.calls[1:]) <= 4
 
 

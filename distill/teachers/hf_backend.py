@@ -83,7 +83,9 @@ class HFTeacher:
                                   "pad_token_id": self.tokenizer.pad_token_id,
                                   "eos_token_id": sorted(self.eos_ids)}
         if params.temperature > 0:
-            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p)
+            # top_k=0: no top-k cut. transformers defaults to 50, which vLLM and the APIs do not apply,
+            # so the same temperature/top_p would sample a different distribution here.
+            kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         if params.stop:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -59,7 +60,7 @@ def parse_retry_after(headers: object) -> float | None:
             if parsed is None:
                 continue
             seconds = email.utils.mktime_tz(parsed) - time.time()
-        if seconds == seconds and seconds >= 0:  # not NaN, not negative
+        if not math.isnan(seconds) and seconds >= 0:
             return seconds
     return None
 

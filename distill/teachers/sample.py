@@ -31,6 +31,7 @@ import asyncio
 import dataclasses
 import difflib
 import fcntl
+import functools
 import hashlib
 import json
 import logging
@@ -330,7 +331,7 @@ async def sample_async(teacher: Any, work: Iterator[tuple[Prompt, list[tuple[int
             start = time.monotonic()
             try:
                 completion, attempts = await call_with_retries(
-                    lambda: teacher.acomplete(prompt.messages, one), policy, on_retry)
+                    functools.partial(teacher.acomplete, prompt.messages, one), policy, on_retry)
             except TeacherError as e:
                 if e.fatal:
                     raise SamplingStopped(
@@ -393,10 +394,14 @@ def _generate_halving(teacher: Teacher, group: list[tuple[Prompt, list[tuple[int
         for k, tid in group[0][1]:
             sink.fail(group[0][0], k, tid, f"{type(e).__name__}: {e}", type(e).__name__, 1)
         return
-    latency = (time.monotonic() - start) / max(1, len(group))
+    latency = (time.monotonic() - start) / max(1, len(group))  # per prompt, averaged over the batch
+    if len(results) != len(group):
+        results = list(results) + [[]] * (len(group) - len(results))
     for (prompt, todo), completions in zip(group, results):
         for (k, tid), completion in zip(todo, completions):
             sink.ok(prompt, k, tid, completion, 1, latency)
+        for k, tid in todo[len(completions):]:  # a backend that returned fewer than asked: say so
+            sink.fail(prompt, k, tid, f"backend returned {len(completions)} of {len(todo)} completions", "missing", 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,8 +508,9 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
         for h in handlers:
             h.addFilter(scrub)
     root.addHandler(file_log)
+    root_level = root.level
     if root.level > logging.INFO or root.level == logging.NOTSET:
-        root.setLevel(logging.INFO)
+        root.setLevel(logging.INFO)  # the log file gets INFO lines even when the caller set no level
 
     stats = Stats()
     started = time.time()
@@ -553,6 +559,7 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
                     log.info("%s", line)
     finally:
         root.removeHandler(file_log)
+        root.setLevel(root_level)
         file_log.close()
         if scrub:
             for h in handlers:
@@ -580,10 +587,10 @@ def _format_summary(s: dict[str, Any]) -> str:
     lines = [
         f"traces: {s['prompts_seen']} prompts x {s['samples_per_prompt']} from {s['teacher']} -> {s['out_dir']}/raw.jsonl"
         + (f" (shard {s['shard']})" if s["shard"] else ""),
-        f"  this run: {s['written']} written, {s['failed']} failed, {s['already_done']} already done, "
-        f"{s['duplicate_prompts']} duplicate prompts skipped; raw.jsonl now holds {s['traces_in_file']}",
-        f"  tokens: {s['prompt_tokens']:,} prompt, {s['completion_tokens']:,} completion; "
-        f"{s['samples_per_s'] or 0:.2f} samples/s over {s['wall_s']:.1f} s; retries: {retries}",
+        (f"  this run: {s['written']} written, {s['failed']} failed, {s['already_done']} already done, "
+         f"{s['duplicate_prompts']} duplicate prompts skipped; raw.jsonl now holds {s['traces_in_file']}"),
+        (f"  tokens: {s['prompt_tokens']:,} prompt, {s['completion_tokens']:,} completion; "
+         f"{s['samples_per_s'] or 0:.2f} samples/s over {s['wall_s']:.1f} s; retries: {retries}"),
     ]
     if s["failures_left"]:
         lines.append(f"  {s['failures_left']} samples failed (failures.jsonl, with reasons): rerun the same command "
