@@ -19,7 +19,7 @@ demo: install
 	$(DISTILL) demo --out $(OUT) $(ARGS)
 
 traces: install
-	$(DISTILL) traces --teacher $(TEACHER) --prompts $(PROMPTS) --out $(OUT) $(ARGS)
+	$(DISTILL) traces --teacher $(TEACHER) --prompts $(PROMPTS) --out $(OUT) $(if $(SHARD),--shard $(SHARD)) $(ARGS)
 
 filter: install
 	$(DISTILL) filter --teacher $(TEACHER) --prompts $(PROMPTS) --out $(OUT) $(ARGS)
