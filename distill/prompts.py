@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
@@ -353,9 +354,35 @@ def _read_local(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
         raise ConfigError(f"{path}: unknown file type; use .jsonl, .jsonl.gz, .json or .parquet")
 
 
+@functools.cache
+def hub_reachable() -> bool:
+    """One quick TCP connect to the hub per process. `datasets` retries an unreachable hub for
+    about 30 s per dataset; the filter stage opens six benchmarks, so without this check an
+    offline machine waits minutes before each benchmark is reported missing. HF_HUB_OFFLINE=1
+    skips the check (datasets then reads its local cache)."""
+    import os
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+        return True
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout=5).close()
+        return True
+    except OSError:
+        return False
+
+
 def _hub_dataset(cfg: PromptSetConfig) -> Iterable[dict[str, Any]]:
     import datasets
 
+    if not hub_reachable():
+        raise ConfigError(
+            f"prompt set '{cfg.name}': the hub is unreachable, so hub dataset '{cfg.hub}' cannot be opened. "
+            "Run on a local copy with `path=/path/to/file.jsonl`, or set HF_HUB_OFFLINE=1 to read the "
+            "datasets cache"
+        )
     try:
         return datasets.load_dataset(cfg.hub, cfg.subset, split=cfg.split, streaming=True,
                                      data_files=cfg.data_files or None, revision=cfg.revision)
