@@ -131,8 +131,10 @@ def rescore(path: Path):
         # is not recorded, so an unclosed thought is scored as a whole, as their harness did.
         reasoning, answer, _ = split_reasoning(row["code"][0], SKY_T1)
         items.append((p, Completion(reasoning, answer, None)))
-    # A generous time limit: on a loaded 2-core machine a 5 s limit can cut a slow sympy check.
-    verdicts = score_completions(items, workers=2, timeout=60)
+    # 10 s per answer, twice the eval default: on a loaded 2-core machine a 5 s limit can cut a slow
+    # sympy check (gemma row 164 takes ~3 s unloaded). Gemma row 232 (omega^{-1994}) never finishes
+    # and comes back unjudged, counted wrong as in the eval; the file records it wrong too.
+    verdicts = score_completions(items, workers=2, timeout=10)
     recorded = [bool(_literal(r["score"])[0]) for r in rows]
     ours = [bool(v.correct) for v in verdicts]
     texts = [scored_text(c.reasoning, c.answer, c.finish_reason) for _, c in items]
