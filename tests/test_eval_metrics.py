@@ -102,7 +102,7 @@ def test_summarize_reports_what_k_allows():
     assert out["k"] == 4 and out["problems"] == 3 and out["samples"] == 12
     assert out["pass@1"] == {"mean": 0.5, "stderr": 0.0}
     assert out["pass@2"]["mean"] == pytest.approx(naive_pass_at_k(table[0], 2))
-    assert "pass@4" in out and "cons@4" in out and "pass@64" not in out
+    assert "pass@4" in out and "cons@4" in out and "pass@64" not in out and "cons@1" not in out
     assert out["truncation_rate"] == pytest.approx(0.25) and out["no_answer_rate"] == pytest.approx(0.25)
 
 

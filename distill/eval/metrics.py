@@ -133,10 +133,10 @@ def summarize(table: Sequence[Sequence[Sample]], ks: Sequence[int] = (1,)) -> di
         "k": short,
         "pass@1": p1.to_dict(),
     }
-    wanted = [k for k in sorted(set(ks) | {short}) if k <= short]
+    # pass@1 is above, and a vote of one sample is no vote: only k > 1 from here.
+    wanted = [k for k in sorted(set(ks) | {short}) if 1 < k <= short]
     for k in wanted:
-        if k > 1:
-            out[f"pass@{k}"] = pass_at_k_table(table, k).to_dict()
+        out[f"pass@{k}"] = pass_at_k_table(table, k).to_dict()
     for k in wanted:
         out[f"cons@{k}"] = cons_at_k(table, k).to_dict()
     out["truncation_rate"] = rate(table, "truncated")
