@@ -28,7 +28,7 @@ student: install
 	$(DISTILL) student --size $(SIZE) --teacher $(TEACHER) --prompts $(PROMPTS) --out $(OUT) $(if $(NODES),--nodes $(NODES)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
 
 eval: install
-	$(DISTILL) eval --size $(SIZE) --out $(OUT) $(ARGS)
+	$(DISTILL) eval --size $(SIZE) --out $(OUT) $(if $(filter command line,$(origin TEACHER)),--teacher $(TEACHER)) $(ARGS)
 
 test: install
 	$(VENV)/bin/python -m pytest -q tests

@@ -148,6 +148,8 @@ class StudentConfig:
     # ---- eval during training (issue 7's callback): {benchmarks: [...], every_steps: N, k: K, ...}
     eval_callback: dict[str, Any] | None = None
     """When set, distill.eval.callback.EvalCallback(tokenizer, **eval_callback) runs during training."""
+    eval: dict[str, Any] | None = None
+    """EvalConfig keys used by `make eval SIZE=<size>` (benchmarks, k, max_tokens, ...); read by distill.eval.run."""
 
     # ---- run control
     overwrite: bool = False
