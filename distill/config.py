@@ -115,7 +115,12 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
     unknown = [k for k in data if k not in fields]
     if unknown:
         key = unknown[0]
-        hint = difflib.get_close_matches(key, list(fields), n=1)
+        # Suggest nested keys too: `temprature` at the top of a teacher YAML means `sampling.temperature`.
+        nested = [f"{name}.{sub.name}" for name in fields if dataclasses.is_dataclass(hints[name])
+                  for sub in dataclasses.fields(hints[name])]
+        hint = difflib.get_close_matches(key, list(fields), n=1) or [
+            n for n in nested if n.split(".")[-1] in difflib.get_close_matches(key, [x.split(".")[-1] for x in nested], n=1)
+        ][:1]
         did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
         raise ConfigError(f"{where}: unknown key '{key}' for {cls.__name__}.{did_you_mean} Valid keys: {', '.join(fields)}")
     kwargs = {k: coerce(v, hints[k], f"{where}: key '{k}'") for k, v in data.items()}
