@@ -57,19 +57,19 @@ def _guard_network(blocked: list[str]) -> None:
 
     real_connect, real_connect_ex, real_getaddrinfo = socket.socket.connect, socket.socket.connect_ex, socket.getaddrinfo
 
-    def connect(self, address):  # noqa: ANN001
+    def connect(self, address):
         if self.family in (socket.AF_INET, socket.AF_INET6) and not allowed(address[0]):
             blocked.append(f"connect {address[0]}:{address[1]}")
             raise ConnectionRefusedError(f"bench guard: {address[0]} is not loopback")
         return real_connect(self, address)
 
-    def connect_ex(self, address):  # noqa: ANN001
+    def connect_ex(self, address):
         if self.family in (socket.AF_INET, socket.AF_INET6) and not allowed(address[0]):
             blocked.append(f"connect {address[0]}:{address[1]}")
             return 111  # ECONNREFUSED
         return real_connect_ex(self, address)
 
-    def getaddrinfo(host, *args, **kwargs):  # noqa: ANN001
+    def getaddrinfo(host, *args, **kwargs):
         name = host.decode() if isinstance(host, bytes) else host
         if not allowed(name):
             blocked.append(f"resolve {name}")
@@ -83,9 +83,8 @@ def _curator_child(args: argparse.Namespace) -> None:
     """One Curator run in this fresh process; prints its figures as JSON on the last line."""
     blocked: list[str] = []
     _guard_network(blocked)
-    import logging
-
     import importlib.util
+    import logging
 
     logging.basicConfig(level=logging.WARNING)
     # Curator counts tokens with tiktoken's cl100k_base, which tiktoken downloads unless cached;
@@ -137,9 +136,9 @@ def _problems(n: int) -> list[str]:
 def curator_python(explicit: str | None, install: bool) -> tuple[str | None, str]:
     """Curator's interpreter, made on first use; (None, reason) when it cannot be had."""
     python = Path(explicit) if explicit else CURATOR_VENV / "bin" / "python"
-    check = [str(python), "-c", "import bespokelabs.curator"]
+    probe = [str(python), "-c", "import bespokelabs.curator"]
     env = {**os.environ, **_curator_env(Path(tempfile.gettempdir()))}
-    if python.exists() and subprocess.run(check, capture_output=True, env=env).returncode == 0:
+    if python.exists() and subprocess.run(probe, capture_output=True, env=env, check=False).returncode == 0:
         return str(python), ""
     if explicit:
         return None, f"--curator-python {explicit} cannot import bespokelabs.curator"
@@ -153,10 +152,10 @@ def curator_python(explicit: str | None, install: bool) -> tuple[str | None, str
     steps = [[sys.executable, "-m", "venv", str(CURATOR_VENV)],
              [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *spec]]
     for step in steps:
-        proc = subprocess.run(step, capture_output=True, text=True)
+        proc = subprocess.run(step, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             return None, f"`{' '.join(step)}` failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    if subprocess.run(check, capture_output=True, env=env).returncode != 0:
+    if subprocess.run(probe, capture_output=True, env=env, check=False).returncode != 0:
         return None, f"{python} cannot import bespokelabs.curator after installing {spec}"
     return str(python), ""
 
@@ -182,7 +181,7 @@ def run_curator(python: str, folder: Path, url: str, concurrency: int, requests:
     env.update(_curator_env(folder))
     proc = subprocess.run([python, __file__, "--curator-child", "--url", url, "--concurrency", str(concurrency),
                            "--requests", str(requests), "--latency", str(latency), "--out", str(out)],
-                          capture_output=True, text=True, cwd=folder, env=env)
+                          capture_output=True, text=True, cwd=folder, env=env, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"Curator run failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -242,9 +241,9 @@ def main(argv: list[str] | None = None) -> dict:
                 if python:
                     r = run_curator(python, folder, url, c, args.requests, args.latency, f"c{c}")
                     fig["curator"] = _row(r, ideal)
-                    fig["curator"]["non_loopback_attempts"] = len(r["blocked"])
+                    figures["curator_non_loopback_attempts"] = figures.get("curator_non_loopback_attempts", 0) + len(r["blocked"])
                     if r["blocked"]:
-                        fig["curator"]["non_loopback_examples"] = sorted(set(r["blocked"]))[:5]
+                        figures["curator_non_loopback_examples"] = sorted(set(r["blocked"]))[:5]
                     fig["ours_vs_curator"] = round(fig["ours"]["requests_per_s"] / fig["curator"]["requests_per_s"], 3)
                     fig["cpu_ours_vs_curator"] = round(fig["ours"]["client_cpu_s"] / fig["curator"]["client_cpu_s"], 3)
                 figures[f"c{c}"] = fig

@@ -20,14 +20,13 @@ in CPU seconds (steadier when other work shares the cores) and in wall seconds.
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import train_bench  # noqa: E402  (bench/ is not a package; its helpers set the offline environment)
+import train_bench
 
 
 def run_trl_defaults(root: str, model_dir: str, data: str, epochs: int, reps: int) -> dict:
@@ -69,26 +68,6 @@ def run_trl_defaults(root: str, model_dir: str, data: str, epochs: int, reps: in
     return {**best, "peak_rss_mb": train_bench._peak_rss_mb()}
 
 
-def _worker(fn, queue, *args) -> None:
-    try:
-        queue.put(fn(*args))
-    except Exception as e:  # noqa: BLE001 - report to the parent instead of leaving it waiting on the queue
-        queue.put({"error": f"{type(e).__name__}: {e}"})
-
-
-def isolated(fn, *args) -> dict:
-    """fn(*args) in a fresh spawned process (its own peak RSS, no state shared between runs)."""
-    ctx = mp.get_context("spawn")
-    queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(fn, queue, *args))
-    proc.start()
-    result = queue.get()
-    proc.join()
-    if "error" in result:
-        raise RuntimeError(f"{fn.__name__}: {result['error']}")
-    return result
-
-
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -105,9 +84,9 @@ def main(argv: list[str] | None = None) -> dict:
         model_dir, data = train_bench.build_assets(Path(tmp), n)
         common = (tmp, str(model_dir), str(data), epochs)
         runs = {
-            "bare": isolated(train_bench.run_bare, *common, [], args.reps),
-            "tiny": isolated(train_bench.run_trl, *common, [], args.reps),
-            "trl_defaults": isolated(run_trl_defaults, *common, args.reps),
+            "bare": train_bench.in_subprocess("run_bare", *common, [], args.reps),
+            "tiny": train_bench.in_subprocess("run_trl", *common, [], args.reps),
+            "trl_defaults": train_bench.in_subprocess(run_trl_defaults, *common, args.reps),
         }
 
     steps = epochs * -(-n // 16)

@@ -28,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +52,28 @@ class Job:
     quick_argv: tuple[str, ...]
     timeout_s: int = 600
     """Per repeat; a repeat past it is killed and recorded as failed."""
+    repeats: int | None = None
+    """At most this many repeats (default: the run's); the stage benches, whose figures are not
+    targets and move less, get fewer so that the peers get three within the time budget."""
     needs_shared_data: bool = False
 
     def command(self, quick: bool) -> str:
         return " ".join([".venv/bin/python", self.script, *(self.quick_argv if quick else self.argv)])
 
 
-# Full-mode arguments are chosen so that 3 interleaved repeats of everything fit in 20 minutes on
-# 2 shared cores; each script alone, without arguments, runs its larger default.
+# Full-mode arguments and repeats are chosen to finish in about 16 minutes on 2 cores shared with
+# other work (measured at load 5-7: a sampling repeat takes 4 minutes, as the 0.5 s latency sets
+# 10,000 requests at concurrency 64 to 78 s per client); each script alone runs its larger default.
 JOBS = (
     Job("peers_sampling", "bench/peers_sampling.py", ("--requests", "10000"), ("--requests", "2000")),
     Job("peers_training", "bench/peers_training.py", ("--traces", "320", "--epochs", "2", "--reps", "1"),
-        ("--quick", "--reps", "1")),
-    Job("filters", "bench/filter_bench.py", ("--quick",), ("--quick", "--dedup-records", "20000"),
-        needs_shared_data=True),
-    Job("eval", "bench/eval_bench.py", ("--quick",), ("--quick",), needs_shared_data=True),
-    Job("code", "bench/code_bench.py", ("--quick",), ("--quick",), needs_shared_data=True),
-    Job("sampling_stage", "bench/sample_bench.py", ("--quick", "--seconds", "2"), ("--quick", "--seconds", "1")),
+        ("--quick", "--reps", "1"), timeout_s=300),
+    Job("filters", "bench/filter_bench.py", ("--quick",), ("--quick", "--dedup-records", "20000"), timeout_s=240,
+        repeats=2, needs_shared_data=True),
+    Job("eval", "bench/eval_bench.py", ("--quick",), ("--quick",), timeout_s=240, repeats=2, needs_shared_data=True),
+    Job("code", "bench/code_bench.py", ("--quick",), ("--quick",), timeout_s=180, repeats=2, needs_shared_data=True),
+    Job("sampling_stage", "bench/sample_bench.py", ("--quick", "--seconds", "2"), ("--quick", "--seconds", "1"),
+        timeout_s=300, repeats=1),
 )
 
 
@@ -115,6 +120,9 @@ def _sampling_rows() -> tuple:
             rows.append((f"c={c}: {label}", tuple(f"c{c}.{who}.{k}" for k in (
                 "requests_per_s", "fraction_of_ideal", "client_cpu_s", "cpu_ms_per_request", "peak_rss_mb"))))
         rows.append((f"c={c}: distill / Curator", (f"c{c}.ours_vs_curator", None, f"c{c}.cpu_ours_vs_curator", None, None)))
+    rows.append(("Curator: RSS after its imports, before a request", (None, None, None, None, "c256.curator.rss_before_run_mb")))
+    rows.append(("Curator: connections it tried outside loopback (refused)",
+                 ("curator_non_loopback_attempts", None, None, None, None)))
     return tuple(rows)
 
 
@@ -253,21 +261,31 @@ def cell(fig: dict | None) -> str:
 
 def render_markdown(report: dict) -> str:
     m, run = report["machine"], report["run"]
-    lines = ["# distill: performance report", "",
-             f"{run['started']}, {run['mode']} mode, up to {run['repeats']} interleaved repeats per job, "
-             f"{run['wall_s'] / 60:.1f} minutes in all. Rerun: `{run['rerun']}`."]
-    lines += [f"Skipped: {s}." for s in run.get("skipped", [])]
-    lines += ["",
-             "Each cell is the median of the repeats, with [min-max] when they differ. Every ratio is computed "
-             "inside one repeat (the two sides measured in the same process run, minutes apart, on this machine) "
-             "and then summarised.", "", "## Machine", "",
-             f"- {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable by this process), "
-             f"{m['memory_gib']:.1f} GiB memory",
-             f"- load average (1 min) {m['load_start'][0]:.1f} at the start, {m['load_end'][0]:.1f} at the end: "
-             "other work shared these cores, so absolute figures are a floor and the ratios are what compare",
-             f"- Python {m['python']}, {m['platform']}; git {m['git']}",
-             "- " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()), "", "## Targets", "",
-             "| target | measured (median [min-max]) | at least | status |", "|---|---|---|---|"]
+    lines = [
+        "# distill: performance report",
+        "",
+        (f"{run['started']}, {run['mode']} mode, up to {run['repeats']} interleaved repeats per job, "
+         f"{run['wall_s'] / 60:.1f} minutes in all. Rerun: `{run['rerun']}`."),
+        *[f"Skipped: {s}." for s in run.get("skipped", [])],
+        "",
+        ("Each cell is the median of the repeats, with [min-max] when they differ. Every ratio is computed "
+         "inside one repeat, from two sides measured one after the other in that repeat, and only then "
+         "summarised over the repeats."),
+        "",
+        "## Machine",
+        "",
+        (f"- {m['cpu_model']}, {m['cores']} cores ({m['cores_usable']} usable by this process), "
+         f"{m['memory_gib']:.1f} GiB memory"),
+        (f"- load average (1 min) {m['load_start'][0]:.1f} at the start, {m['load_end'][0]:.1f} at the end: "
+         "other work shared these cores, so absolute figures are a floor and the ratios are what compare"),
+        f"- Python {m['python']}, {m['platform']}; git {m['git']}",
+        "- " + ", ".join(f"{k} {v}" for k, v in m["libraries"].items()),
+        "",
+        "## Targets",
+        "",
+        "| target | measured (median [min-max]) | at least | status |",
+        "|---|---|---|---|",
+    ]
     for t in report["targets"]:
         if t["status"] == "not measured":
             measured = f"not measured: {t['reason']}"
@@ -360,13 +378,14 @@ def machine_info() -> dict[str, Any]:
             libraries[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             libraries[name] = "not installed"
-    git = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO)
+    git = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=REPO,
+                         check=False)
     return {"cpu_model": cpu_model, "cores": os.cpu_count(), "cores_usable": len(os.sched_getaffinity(0)),
             "memory_gib": memory, "python": platform.python_version(), "platform": platform.platform(),
             "libraries": libraries, "git": git.stdout.strip() or "unknown", "load_start": os.getloadavg()}
 
 
-def run_one(job: Job, quick: bool, logs: Path, rep: int) -> dict:
+def run_one(job: Job, quick: bool, logs: Path, rep: int, timeout: int) -> dict:
     """One repeat of one job in a fresh process; never raises."""
     result = logs / f"{job.name}-{rep}.json"
     log = logs / f"{job.name}-{rep}.log"
@@ -379,12 +398,12 @@ def run_one(job: Job, quick: bool, logs: Path, rep: int) -> dict:
         # Its own process group, so a timeout ends the servers and workers it started too.
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=REPO, env=env, start_new_session=True)
         try:
-            rc = proc.wait(job.timeout_s)
+            rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return {"ok": False, "wall_s": time.monotonic() - start, "load_1m": load,
-                    "error": f"timed out after {job.timeout_s} s (log: {log})"}
+                    "error": f"timed out after {timeout} s (log: {log})"}
     wall = time.monotonic() - start
     if rc != 0 or not result.exists():
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] or [""]
@@ -395,7 +414,7 @@ def run_one(job: Job, quick: bool, logs: Path, rep: int) -> dict:
 def _one(script: str, result: str, argv: list[str]) -> None:
     """Child mode: import the bench script as a module (so its spawned workers can find their
     functions by module name) and write what its main() returns."""
-    sys.path[:0] = [str(BENCH), str(REPO)]
+    sys.path[:0] = [str(Path(script).resolve().parent), str(BENCH), str(REPO)]
     module = importlib.import_module(Path(script).stem)
     figures = module.main(argv)
     Path(result).write_text(json.dumps(figures, default=str))
@@ -412,16 +431,18 @@ def main(argv: list[str] | None = None) -> dict:
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out", type=Path, default=REPO / "out" / "bench")
     p.add_argument("--quick", action="store_true", help="smaller runs, one repeat (~4 minutes)")
-    p.add_argument("--repeats", type=int, default=None, help="repeats per job (default 3; 1 with --quick)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="repeats of every job (default: 3 for the peers, fewer for the stage benches; 1 with --quick)")
     p.add_argument("--budget-min", type=float, default=None,
                    help="start no repeat that would end past this many minutes (default 19; 6 with --quick)")
     p.add_argument("--only", nargs="+", choices=[j.name for j in JOBS], help="run only these jobs")
     p.add_argument("--skip", nargs="+", choices=[j.name for j in JOBS], default=[], help="skip these jobs")
     args = p.parse_args(argv)
-    repeats = args.repeats or (1 if args.quick else 3)
+    jobs = tuple(j for j in JOBS if (not args.only or j.name in args.only) and j.name not in args.skip)
+    planned = {j.name: args.repeats or (1 if args.quick else j.repeats or 3) for j in jobs}
+    repeats = max(planned.values(), default=0)
     budget = 60 * (args.budget_min or (6 if args.quick else 19))
     shared = REPO.parent / "shared" / "data"
-    jobs = tuple(j for j in JOBS if (not args.only or j.name in args.only) and j.name not in args.skip)
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
 
@@ -443,6 +464,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     for rep in range(repeats):
         for job in jobs:
+            if rep >= planned[job.name]:
+                continue
             if job.needs_shared_data and not shared.is_dir():
                 runs[job.name] = [{"ok": False, "error": f"{shared} is absent (only a developer checkout has it)"}]
                 continue
@@ -452,9 +475,10 @@ def main(argv: list[str] | None = None) -> dict:
                 run["skipped"].append(f"{job.name} repeat {rep + 1}: would end past the {budget / 60:.0f}-minute budget")
                 print(f"skip {job.name} repeat {rep + 1}: the budget", flush=True)
                 continue
-            print(f"[{elapsed / 60:5.1f} min] {job.name} repeat {rep + 1}/{repeats}: {job.command(args.quick)}",
+            print(f"[{elapsed / 60:5.1f} min] {job.name} repeat {rep + 1}/{planned[job.name]}: {job.command(args.quick)}",
                   flush=True)
-            r = run_one(job, args.quick, logs, rep + 1)
+            # A hung repeat may not take the run past its budget by more than a minute.
+            r = run_one(job, args.quick, logs, rep + 1, timeout=min(job.timeout_s, max(60, int(budget - elapsed + 60))))
             runs.setdefault(job.name, []).append(r)
             print(f"          {'ok' if r['ok'] else 'FAILED: ' + r['error']} ({r['wall_s']:.0f} s)", flush=True)
             # A report after every repeat: what finished is on disk even if this process is killed.
@@ -475,7 +499,7 @@ def main(argv: list[str] | None = None) -> dict:
 
 def _version(python: str, package: str) -> str:
     proc = subprocess.run([python, "-c", f"import importlib.metadata as m; print(m.version({package!r}))"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     return proc.stdout.strip() or "unknown"
 
 

@@ -202,22 +202,24 @@ def non_pad_fractions(model_dir: str, data: str, root: str) -> dict:
     return out
 
 
-def _worker(fn_name: str, queue, *args) -> None:
+def _worker(fn, queue, *args) -> None:
     try:
-        queue.put(globals()[fn_name](*args))
+        queue.put((globals()[fn] if isinstance(fn, str) else fn)(*args))
     except Exception as e:  # noqa: BLE001 - report to the parent instead of leaving it waiting on the queue
         queue.put({"error": f"{type(e).__name__}: {e}"})
 
 
-def in_subprocess(fn_name: str, *args) -> dict:
+def in_subprocess(fn, *args) -> dict:
+    """fn (a name in this module, or a module-level function of another, e.g. bench/peers_training.py)
+    in a fresh spawned process: its own peak RSS, no state shared between runs."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_worker, args=(fn_name, queue, *args))
+    proc = ctx.Process(target=_worker, args=(fn, queue, *args))
     proc.start()
     result = queue.get()
     proc.join()
     if "error" in result:
-        raise RuntimeError(f"{fn_name}: {result['error']}")
+        raise RuntimeError(f"{getattr(fn, '__name__', fn)}: {result['error']}")
     return result
 
 

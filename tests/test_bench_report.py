@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import run_all  # noqa: E402
+import run_all
 
 MACHINE = {"cpu_model": "Test CPU", "cores": 2, "cores_usable": 2, "memory_gib": 23.4, "python": "3.11.7",
            "platform": "Linux", "git": "abc1234", "libraries": {"torch": "2.13.0"}, "load_start": (6.2, 5.0, 4.0),
@@ -108,3 +108,23 @@ def test_markdown_shows_commands_medians_ranges_and_statuses(report, tmp_path):
                                           ("n/a", "n/a")])
 def test_number_format(value, shown):
     assert run_all.fmt(value) == shown
+
+
+def test_each_repeat_runs_in_its_own_process_and_a_crash_or_hang_loses_only_itself(tmp_path):
+    scripts = {
+        "fine_bench": "def main(argv=None):\n    return {'rate': {'per_s': 2.5}, 'argv': argv}\n",
+        "crash_bench": "def main(argv=None):\n    raise ValueError('boom: the bench itself failed')\n",
+        "hang_bench": "import time\ndef main(argv=None):\n    time.sleep(60)\n",
+    }
+    results = {}
+    for name, text in scripts.items():
+        (tmp_path / f"{name}.py").write_text(text)
+        job = run_all.Job(name, str(tmp_path / f"{name}.py"), ("--flag", "1"), ())
+        results[name] = run_all.run_one(job, quick=False, logs=tmp_path, rep=1, timeout=2)
+    assert results["fine_bench"]["ok"] and results["fine_bench"]["figures"] == {"rate": {"per_s": 2.5},
+                                                                               "argv": ["--flag", "1"]}
+    crash = results["crash_bench"]
+    assert not crash["ok"] and "ValueError: boom: the bench itself failed" in crash["error"]
+    assert "boom" in (tmp_path / "crash_bench-1.log").read_text()  # the whole traceback is kept
+    hang = results["hang_bench"]
+    assert not hang["ok"] and hang["error"].startswith("timed out after 2 s") and hang["wall_s"] < 10
