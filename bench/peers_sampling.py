@@ -136,9 +136,9 @@ def _problems(n: int) -> list[str]:
 def curator_python(explicit: str | None, install: bool) -> tuple[str | None, str]:
     """Curator's interpreter, made on first use; (None, reason) when it cannot be had."""
     python = Path(explicit) if explicit else CURATOR_VENV / "bin" / "python"
-    probe = [str(python), "-c", "import bespokelabs.curator"]
-    env = {**os.environ, **_curator_env(Path(tempfile.gettempdir()))}
-    if python.exists() and subprocess.run(probe, capture_output=True, env=env, check=False).returncode == 0:
+    # Found, not imported: importing Curator takes seconds and writes under ~/.cache.
+    probe = [str(python), "-c", "import importlib.util, sys; sys.exit(not importlib.util.find_spec('bespokelabs.curator'))"]
+    if python.exists() and subprocess.run(probe, capture_output=True, check=False).returncode == 0:
         return str(python), ""
     if explicit:
         return None, f"--curator-python {explicit} cannot import bespokelabs.curator"
@@ -146,7 +146,9 @@ def curator_python(explicit: str | None, install: bool) -> tuple[str | None, str
         return None, f"{CURATOR_VENV} has no Curator and --no-install was given"
     import tomllib
 
-    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["bench"]
+    spec = tomllib.loads((REPO / "pyproject.toml").read_text())["project"].get("optional-dependencies", {}).get("bench")
+    if not spec:
+        return None, "pyproject.toml has no `bench` extra naming bespokelabs-curator"
     print(f"installing {' '.join(spec)} into {CURATOR_VENV} (its own environment: it pins datasets<4), "
           "about 2 minutes, once", flush=True)
     steps = [[sys.executable, "-m", "venv", str(CURATOR_VENV)],
@@ -155,7 +157,7 @@ def curator_python(explicit: str | None, install: bool) -> tuple[str | None, str
         proc = subprocess.run(step, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             return None, f"`{' '.join(step)}` failed: {(proc.stderr or proc.stdout).strip()[-500:]}"
-    if subprocess.run(probe, capture_output=True, env=env, check=False).returncode != 0:
+    if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
         return None, f"{python} cannot import bespokelabs.curator after installing {spec}"
     return str(python), ""
 
