@@ -113,7 +113,7 @@ class Table:
 
 
 def _sampling_rows() -> tuple:
-    rows = []
+    rows: list = [("server latency, s", ("latency_s", None, None, None, None))]
     for c in (64, 256):
         rows.append((f"c={c}: ideal", (f"c{c}.ideal_requests_per_s", None, None, None, None)))
         for who, label in (("ours", "distill"), ("curator", "Curator")):
@@ -166,7 +166,8 @@ TABLES = (
            ("bare `python -c pass`, ms", ("startup.bare_python_ms",)))),
     Table("Sampling stage: our client alone (bench/sample_bench.py)", "sampling_stage",
           ("value",),
-          (("requests/s at concurrency 256", ("throughput.256.requests_per_s",)),
+          (("server latency, s", ("latency_s",)),
+           ("requests/s at concurrency 256", ("throughput.256.requests_per_s",)),
            ("fraction of ideal at concurrency 256", ("throughput.256.fraction_of_ideal",)),
            ("orchestration CPU ms/sample (instant teacher)", ("orchestration_cpu_ms_per_sample",)),
            ("peak RSS growth, bytes per prompt", ("rss_bytes_per_prompt",)))),
@@ -437,7 +438,15 @@ def main(argv: list[str] | None = None) -> dict:
                    help="start no repeat that would end past this many minutes (default 19; 6 with --quick)")
     p.add_argument("--only", nargs="+", choices=[j.name for j in JOBS], help="run only these jobs")
     p.add_argument("--skip", nargs="+", choices=[j.name for j in JOBS], default=[], help="skip these jobs")
+    p.add_argument("--render", type=Path, metavar="REPORT_JSON",
+                   help="run nothing: rewrite report.md/json in --out from the repeats kept in a report.json")
     args = p.parse_args(argv)
+    if args.render:
+        old = json.loads(args.render.read_text())
+        runs = {name: job["raw"] for name, job in old["jobs"].items()}
+        report = build_report(runs, old["machine"], old["run"], JOBS, old["run"]["mode"] == "quick")
+        write_report(args.out, report)
+        return report
     jobs = tuple(j for j in JOBS if (not args.only or j.name in args.only) and j.name not in args.skip)
     planned = {j.name: args.repeats or (1 if args.quick else j.repeats or 3) for j in jobs}
     repeats = max(planned.values(), default=0)

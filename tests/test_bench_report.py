@@ -128,3 +128,9 @@ def test_each_repeat_runs_in_its_own_process_and_a_crash_or_hang_loses_only_itse
     assert "boom" in (tmp_path / "crash_bench-1.log").read_text()  # the whole traceback is kept
     hang = results["hang_bench"]
     assert not hang["ok"] and hang["error"].startswith("timed out after 2 s") and hang["wall_s"] < 10
+
+
+def test_render_rebuilds_the_same_report_from_its_json(report, tmp_path):
+    run_all.write_report(tmp_path / "a", report)
+    run_all.main(["--render", str(tmp_path / "a" / "report.json"), "--out", str(tmp_path / "b")])
+    assert (tmp_path / "b" / "report.md").read_text() == (tmp_path / "a" / "report.md").read_text()
