@@ -1,8 +1,9 @@
 """`make bench`: every bench/ script, repeated, in one report side by side with the tools users would pick instead.
 
-    make bench                                               # ~15 minutes on 2 cores; out/bench/report.md
+    make bench                                               # ~16 minutes on 2 cores; out/bench/report.md
     .venv/bin/python bench/run_all.py --out out/bench        # the same
-    .venv/bin/python bench/run_all.py --out out/bench --quick    # smaller runs, one repeat: ~4 minutes
+    .venv/bin/python bench/run_all.py --out out/bench --quick    # smaller runs, one repeat: ~3.5 minutes
+    .venv/bin/python bench/run_all.py --render out/bench/report.json --out out/bench   # redo report.md only
     .venv/bin/python bench/run_all.py --only peers_sampling --repeats 5
 
 Each bench script runs in its own process, one at a time (a crash or a timeout loses that repeat
@@ -13,6 +14,8 @@ inside one repeat, from figures measured in the same process minutes apart, and 
 summarised, because this machine's speed moves with what else runs on it.
 
 Writes to --out: report.md (for people), report.json (every figure, every repeat), logs/.
+The first run also makes Curator's environment (.venv/peers/curator, ~2 minutes; see
+bench/peers_sampling.py), before the benches start and inside the time budget.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ class Job:
 # other work (measured at load 5-7: a sampling repeat takes 4 minutes, as the 0.5 s latency sets
 # 10,000 requests at concurrency 64 to 78 s per client); each script alone runs its larger default.
 JOBS = (
-    Job("peers_sampling", "bench/peers_sampling.py", ("--requests", "10000"), ("--requests", "2000")),
+    Job("peers_sampling", "bench/peers_sampling.py", ("--requests", "10000"), ("--requests", "1000")),
     Job("peers_training", "bench/peers_training.py", ("--traces", "320", "--epochs", "2", "--reps", "1"),
         ("--quick", "--reps", "1"), timeout_s=300),
     Job("filters", "bench/filter_bench.py", ("--quick",), ("--quick", "--dedup-records", "20000"), timeout_s=240,
@@ -431,7 +434,7 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out", type=Path, default=REPO / "out" / "bench")
-    p.add_argument("--quick", action="store_true", help="smaller runs, one repeat (~4 minutes)")
+    p.add_argument("--quick", action="store_true", help="smaller runs, one repeat (~3.5 minutes)")
     p.add_argument("--repeats", type=int, default=None,
                    help="repeats of every job (default: 3 for the peers, fewer for the stage benches; 1 with --quick)")
     p.add_argument("--budget-min", type=float, default=None,
@@ -459,7 +462,7 @@ def main(argv: list[str] | None = None) -> dict:
     machine = machine_info()
     run = {"started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
            "mode": "quick" if args.quick else "full", "repeats": repeats, "budget_s": budget,
-           "rerun": "make bench" if not (args.quick or args.only or args.skip or args.repeats) else
+           "rerun": "make bench" if not (args.quick or args.only or args.skip or args.repeats or args.budget_min) else
            "bench/run_all.py " + " ".join(argv), "wall_s": 0.0, "skipped": []}
     runs: dict[str, list[dict]] = {}
 
