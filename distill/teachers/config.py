@@ -75,6 +75,9 @@ class TeacherConfig:
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
     trust_remote_code: bool = False
+    filters: list[Any] | None = None
+    """The filter recipe `make filter TEACHER=<this>` applies (names or {name: {options}} items, as in
+    distill.filters.recipe); None: the default R1 recipe. Sampling ignores it."""
 
     def __post_init__(self) -> None:
         where = f"teacher '{self.name or self.model}'"
