@@ -46,8 +46,13 @@ def make_problem(rng: random.Random, level: int) -> dict:
 
 
 def reasoning_text(steps: list[tuple[int, str, int, int]]) -> str:
-    """The worked solution, one operation per line, as a terse R1-style chain of thought."""
-    lines = [f"{a} {op} {b} = {c}." for a, op, b, c in steps]
+    """The worked solution as a rewriting scratchpad: each line evaluates the first operation and
+    copies the rest of the line above. Every copy is local (one line up), which a small
+    transformer learns reliably; copying operands from the problem far back did not always train."""
+    rest = [f"{op} {b}" for _, op, b, _ in steps]
+    lines = [" ".join([str(steps[0][0]), *rest])]
+    for i, (_, _, _, value) in enumerate(steps):
+        lines.append("= " + " ".join([str(value), *rest[i + 1:]]))
     lines.append(f"So the result is {steps[-1][3]}.")
     return "\n".join(lines)
 
