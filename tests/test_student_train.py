@@ -194,7 +194,8 @@ def test_lean_trainer_computes_sft_trainers_loss(tiny_qwen2, tmp_path):
                         "unfused": ["token_metrics=false", "fused_lm_head=false"]}.items():
         out = tmp_path / name
         run("tiny", data, out, overrides=tiny_overrides(tiny_qwen2, "max_steps=3", "save_steps=10",
-                                                        "gradient_accumulation_steps=2", "global_batch_size=32", *extra))
+                                                        "per_device_batch_size=16", "gradient_accumulation_steps=2",
+                                                        "global_batch_size=32", *extra))
         history = json.loads((out / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())["log_history"]
         losses[name] = [h["loss"] for h in history if "loss" in h]
         assert ("mean_token_accuracy" in history[0]) == (name == "sft")
@@ -229,7 +230,7 @@ def test_two_process_data_parallel_ends_with_identical_replicas(tiny_qwen2, tmp_
     data = write_clean(tmp_path / "clean.jsonl", arithmetic_traces(32))
     out = tmp_path / "ddp"
     run("tiny", data, out, gpus=2, overrides=tiny_overrides(tiny_qwen2, "max_steps=4", "save_steps=10",
-                                                            "per_device_batch_size=4"))
+                                                            "per_device_batch_size=4", "global_batch_size=16"))
     results = json.loads((out / "run.json").read_text())["results"]
     assert results["processes"] == 2
     config = json.loads((out / "run.json").read_text())["config"]
