@@ -258,10 +258,7 @@ class Sandbox:
         if self.mode == "fallback":
             return inner
         args = [self._bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for scratch in (
-            "/tmp",
-            "/dev/shm",
-        ):  # private, RAM-backed, size-capped (POSIX semaphores live in /dev/shm)
+        for scratch in SCRATCH:  # private, RAM-backed, size-capped (POSIX semaphores live in /dev/shm)
             if self._bwrap_size:
                 args += ["--size", str(int(self.limits.tmp_mb) << 20)]
             args += ["--tmpfs", scratch]
@@ -271,7 +268,7 @@ class Sandbox:
         made: set[str] = set()
         for keep in self._bind_back:
             # bubblewrap would create the missing parents 0700, which the sandbox uid cannot cross.
-            top = next(h for h in hidden if keep.startswith(h + "/"))
+            top = next(h for h in [*SCRATCH, *hidden] if keep.startswith(h + "/"))
             parts = Path(keep).relative_to(top).parts
             for i in range(1, len(parts)):
                 parent = str(Path(top, *parts[:i]))
@@ -796,6 +793,10 @@ def _count_tasks(uid: int) -> int:
     return total
 
 
+SCRATCH = ("/tmp", "/dev/shm")
+"""Directories bubblewrap replaces with a private, size-capped tmpfs."""
+
+
 def _hidden_dirs() -> list[str]:
     """Directories bubblewrap covers with an empty tmpfs: homes (API keys, ssh keys) and /run (sockets)."""
     hidden = []
@@ -827,7 +828,9 @@ def _interpreter_path(python: str) -> list[str]:
 def _interpreter_dirs(python: str, sys_path: list[str]) -> list[str]:
     """The interpreter's directories under a hidden one, to bind back read-only (a pyenv in /root)."""
     dirs = {os.path.realpath(python), os.path.abspath(python)} | {os.path.realpath(p) for p in sys_path}
-    hidden = _hidden_dirs()
+    # A venv under /tmp (a checkout in a temporary folder, as CI may use) sits under the private
+    # /tmp tmpfs: bind it back too, or the sandbox has no interpreter.
+    hidden = [*SCRATCH, *_hidden_dirs()]
     keep = set()
     for d in dirs:
         while d and not os.path.isdir(d):  # a file (the executable, python311.zip): its directory
