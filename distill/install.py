@@ -29,7 +29,7 @@ def main(venv_dir: str = ".venv") -> None:
     if not python.exists():
         keep_cuda = works(sys.executable, "import torch; assert torch.cuda.is_available()")
         if keep_cuda:
-            print(f"install: keeping the system's CUDA torch (venv with --system-site-packages)")
+            print("install: keeping the system's CUDA torch (venv with --system-site-packages)")
         subprocess.check_call([sys.executable, "-m", "venv", *(["--system-site-packages"] if keep_cuda else []), str(venv)])
     pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check"]
     if not works(python, "import torch"):

@@ -1,11 +1,9 @@
 """Trace record and JSONL IO: validation errors name file/line/field; torn lines are set aside, counted, never read."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -82,7 +80,6 @@ for i in range(3):
     w.write(Trace(id=f"t{i}", prompt_id=f"p{i}", reasoning="r" * 50, answer="a"))
 # A long trace whose line is cut half-way, as a kill during the write would leave it.
 line = Trace(id="t3", prompt_id="p3", reasoning="x" * 100_000).to_json().encode()
-import os
 os.write(w.fd, line[: len(line) // 2])
 print("half", flush=True)
 time.sleep(60)
