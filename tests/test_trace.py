@@ -73,7 +73,7 @@ def test_bad_lines_can_go_to_rejects(tmp_path, make_trace):
 
 
 WRITER = """
-import sys, time
+import os, sys, time
 from distill.trace import JsonlWriter, Trace
 w = JsonlWriter(sys.argv[1])
 for i in range(3):
