@@ -65,7 +65,8 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     from distill.filters.run import run as run_filter
     from distill.students.train import run as run_student
     from distill.teachers.sample import run as run_traces
-    from distill.toy.models import resolve_model
+    from distill.students.config import load_student_config
+    from distill.teachers.config import load_teacher_config, resolve_model_path
 
     cfg = load_config(DemoConfig, {}, overrides)
     out = Path(out)
@@ -79,10 +80,10 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     def done(name: str) -> None:
         times[name] = time.time() - times[name]
 
-    # ---- 1. The embedded models (built once, minutes; then cached)
+    # ---- 1. The teacher and original student the configs name (toy:// models are built once, then cached)
     stage("models")
-    teacher_dir = resolve_model("toy://teacher")
-    original_dir = resolve_model("toy://student")
+    teacher_dir = resolve_model_path(load_teacher_config(cfg.teacher).model)
+    original_dir = resolve_model_path(load_student_config(cfg.size)[0].base)
     print(f"teacher: {teacher_dir}\noriginal student: {original_dir}")
     done("models")
 
