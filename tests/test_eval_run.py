@@ -190,6 +190,26 @@ def test_rescore_rechecks_stored_texts(setup, monkeypatch):
     assert again["benchmarks"]["bench3"]["student"]["pass@1"]["mean"] == pytest.approx(0.5)
 
 
+def test_changing_the_answer_fallback_rechecks_without_regenerating(setup, monkeypatch):
+    patch_backends(monkeypatch, [])
+    run(setup, "k.bench3=2", "roles=[student]")
+    path = setup["out"] / "student" / "bench3.jsonl"
+    gold = {p["id"]: GOLD[p["problem"]] for p in PROBLEMS}
+    # Unboxed answers, too long to be a bare value: only the last-number reading finds them.
+    path.write_text("".join(json.dumps({**r, "answer": f"Adding up all of it, the total comes to {gold[r['prompt_id'].split('/')[-1]]}"})
+                            + "\n" for r in lines(path)))
+    monkeypatch.setattr(eval_run, "_load_teacher", lambda tcfg: pytest.fail(f"loaded {tcfg.model}"))
+    # The stored verdicts were made on the boxed texts: without rescore they stand.
+    assert run(setup, "k.bench3=2", "roles=[student]")["benchmarks"]["bench3"]["student"]["pass@1"]["mean"] == pytest.approx(0.5)
+    assert run(setup, "k.bench3=2", "roles=[student]", "rescore=true")["benchmarks"]["bench3"]["student"]["pass@1"]["mean"] == 0.0
+    # A new fallback is noticed from the stored lines and re-checked, with nothing regenerated.
+    report = run(setup, "k.bench3=2", "roles=[student]", "answer_fallback=last_number")
+    assert report["benchmarks"]["bench3"]["student"]["pass@1"]["mean"] == 1.0
+    assert report["protocol"]["answer_fallback"] == "last_number"
+    with pytest.raises(ConfigError, match="answer_fallback"):
+        run(setup, "roles=[student]", "answer_fallback=last_digit")
+
+
 def test_columns_run_apart_merge_in_one_report(setup, monkeypatch):
     calls: list[dict] = []
     patch_backends(monkeypatch, calls)

@@ -6,6 +6,9 @@
   Qwen2.5-Math evaluation outputs) reproduces each file's recorded accuracy. The original
   `_metrics.json` files are not in the folder, so the recorded accuracy is computed here as the
   mean of the file's own per-row `score` column, which is what that harness averages into `acc`.
+  With `answer_fallback=last_number` (their reading of an unboxed answer) every file is
+  reproduced to within one problem once the disagreements listed and explained below are set
+  aside; with our stricter default the Sky-T1 27B file loses 47 unboxed outputs.
 """
 
 from __future__ import annotations
@@ -117,7 +120,7 @@ def _norm(s: str) -> str:
     return re.sub(r"^[a-zA-Z]=", "", s)
 
 
-def rescore(path: Path):
+def rescore(path: Path, fallback: str = "distill"):
     """(recorded verdicts, our verdicts, rows, texts we scored) for one SkyThought output file."""
     bench = path.stem.rsplit("_", 1)[1]
     rows = [json.loads(x) for x in path.read_text().splitlines()]
@@ -134,14 +137,57 @@ def rescore(path: Path):
     # 10 s per answer, twice the eval default: on a loaded 2-core machine a 5 s limit can cut a slow
     # sympy check (gemma row 164 takes ~3 s unloaded). Gemma row 232 (omega^{-1994}) never finishes
     # and comes back unjudged, counted wrong as in the eval; the file records it wrong too.
-    verdicts = score_completions(items, workers=2, timeout=10)
+    verdicts = score_completions(items, workers=2, timeout=10, fallback=fallback)
     recorded = [bool(_literal(r["score"])[0]) for r in rows]
     ours = [bool(v.correct) for v in verdicts]
     texts = [scored_text(c.reasoning, c.answer, c.finish_reason) for _, c in items]
     return recorded, ours, rows, texts, verdicts
 
 
-def test_rescoring_skythought_outputs_reproduces_recorded_accuracy(shared_data):
+# With answer_fallback=last_number (their harness's reading of an unboxed answer) every
+# disagreement, per file, read by hand: (our verdict - theirs, why). Judgement differences on the
+# same boxed answer are SAME_ANSWER_JUDGED_APART; these are the rest.
+LAST_NUMBER_APART = {
+    ("sky-t1-5k-27b_math500", 25): (-1, "solution cut mid-way: we read only the answer part, they read the thought too"),
+    ("sky-t1-5k-27b_math500", 428): (-1, "solution cut mid-way: we read only the answer part, they read the thought too"),
+    ("sky-t1-5k-27b_math500", 28): (+1, "'-2 + 7i' stated as the answer; they took the last number, 7"),
+    ("sky-t1-5k-27b_math500", 113): (+1, "'the answer is definitely 8000': their string match keeps 'definitely'"),
+    ("sky-t1-5k-27b_math500", 278): (+1, "'the answer is 255 I think that's pretty much it': their string keeps the words"),
+    ("sky-t1-5k-27b_math500", 355): (-1, "their recorded score says right for their own prediction '1' against 100"),
+    ("sky-t1-5k-27b_math500", 404): (-1, "'the answer is three boxes ...': their normaliser turns 'three' into 3"),
+}
+SAME_BOX_SIGN = {("gemma-2-27b-it_math500", i): -1 for i in (290, 293, 480)}  # their way; the rest ours
+
+
+def test_rescoring_with_their_fallback_reproduces_recorded_accuracy(shared_data):
+    """answer_fallback=last_number: SkyThought's harness and ours read unboxed answers alike, and
+    each file's accuracy is reproduced to within one problem once the listed judgement calls
+    (each read by hand, most of them math-verify being right where a string match is not) are
+    set aside. Raw counts are printed."""
+    files = sorted((shared_data / "traces" / "skythought").glob("*.jsonl"))
+    listed = {**{k: (SAME_BOX_SIGN.get(k, +1), why) for k, why in SAME_ANSWER_JUDGED_APART.items()}, **LAST_NUMBER_APART}
+    summary, seen = [], set()
+    for path in files:
+        recorded, ours, rows, texts, verdicts = rescore(path, fallback="last_number")
+        apart = {(path.stem, i) for i, (r, o) in enumerate(zip(recorded, ours)) if r != o}
+        seen |= apart
+        unlisted = sorted(apart - set(listed))
+        assert not unlisted, "disagreements nobody has looked at: " + ", ".join(
+            f"{s} row {i}: reference {rows[i]['answer']!r}, ours {verdicts[i].extracted!r} ({verdicts[i].status}), "
+            f"theirs {_literal(rows[i]['pred'])[0]!r} recorded {recorded[i]}" for s, i in unlisted)
+        for key in apart:
+            assert listed[key][0] == ours[key[1]] - recorded[key[1]], (key, listed[key])
+        rec, got = sum(recorded), sum(ours)
+        explained = sum(listed[key][0] for key in apart)
+        summary.append(f"{path.stem}: {len(rows)} problems, recorded {rec}, ours {got}, "
+                       f"{len(apart)} listed disagreement(s) net {explained:+d}")
+        assert abs(got - explained - rec) <= 1, summary[-1]
+    print("\n".join(summary))
+    assert seen == set(listed), f"listed disagreements that no longer happen: {sorted(set(listed) - seen)}"
+
+
+def test_rescoring_skythought_outputs_with_our_fallback(shared_data):
+    """Our default reading of unboxed answers is stricter than theirs; everything else is the same."""
     files = sorted((shared_data / "traces" / "skythought").glob("*.jsonl"))
     assert sorted(p.stem for p in files) == sorted(EXPECTED)
     unexplained, judged_apart, summary = [], set(), []

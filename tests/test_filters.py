@@ -92,6 +92,14 @@ def test_math_correct_boxed_in_reasoning_not_answer(make_trace):
     assert MathCorrect().check(t).startswith("no_answer")
 
 
+def test_math_correct_answer_fallback_matches_the_eval_setting(make_trace):
+    t = make_trace(answer="Putting the two steps of the problem together we get 5 in the end")
+    assert MathCorrect().check(t).startswith("no_answer")
+    assert MathCorrect(answer_fallback="last_number").check(t) is None and t.meta["verify"]["method"] == "last_number"
+    with pytest.raises(ValueError, match="answer_fallback 'last'"):
+        MathCorrect(answer_fallback="last")
+
+
 def test_math_correct_nested_boxes_and_choice(make_trace):
     assert MathCorrect()(make_trace(answer="\\boxed{\\boxed{5}}"))
     assert MathCorrect()(make_trace(task="choice", answer="The answer is \\boxed{B}", reference="B"))

@@ -9,6 +9,7 @@ import pytest
 from distill import verify
 from distill.verify.choice import extract_letter, gold_letter
 from distill.verify.math import extract_answer, gold_text, last_boxed
+from distill.verify.math import score as math_score
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -132,3 +133,26 @@ def _sleepy(chunk):
     for seconds in chunk:
         time.sleep(seconds)
     return [f"ok {s}" for s in chunk]
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("The answer is \\boxed{12}, not 13.", ("12", "boxed")),  # a box wins over any number
+    ("The final answer is 3/4.", ("3/4", "answer_is")),
+    ("Adding 1,200 and 34 gives 1,234 in all", ("1234", "last_number")),  # commas dropped, as theirs
+    ("so x = -2.5 at the end", ("-2.5", "last_number")),
+    ("I could not finish.", (None, "none")),
+])
+def test_last_number_fallback_reads_unboxed_answers_as_the_qwen_math_parser(text, expected):
+    assert extract_answer(text, fallback="last_number") == expected
+
+
+def test_last_number_fallback_scores_and_bad_fallback_is_refused():
+    text = "Adding the numbers of the problem together, the total comes to 1,234 exactly"
+    assert math_score(text, "1234").correct is False  # ours: no box, no answer line, no math span
+    assert math_score(text, "1234", fallback="last_number").correct is True
+    with pytest.raises(ValueError, match="answer fallback 'last'"):
+        extract_answer(text, fallback="last")
+
+    with pytest.raises(ValueError, match="use one of distill, last_number"):
+        verify.score_many([("math", text, "1234")], workers=0, fallback="lastnumber")
+    assert verify.score("math", text, "1234", fallback="last_number").correct is True

@@ -80,6 +80,11 @@ class EvalConfig:
 
     score_timeout: float = 5.0
     """Seconds to check one answer; past it the sample is unjudged and counts as wrong (noted in the report)."""
+    answer_fallback: Literal["distill", "last_number"] = "distill"
+    """How a math answer with no \\boxed{} is read: 'distill' (an "answer is" line, else the last math
+    span; distill.verify.math) or 'last_number' (the last number of the text, as the Qwen2.5-Math
+    parser behind SkyThought and many model cards does; looser, use it to compare with their numbers).
+    Stored results are re-checked when it changes; nothing is regenerated."""
 
     def __post_init__(self) -> None:
         for name, k in {**self.k, "default_k": self.default_k}.items():

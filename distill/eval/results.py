@@ -112,7 +112,15 @@ class ResultStore:
     def add(self, rec: dict[str, Any]) -> None:
         self.records[(rec["prompt_id"], rec["sample_index"])] = _slim(rec)
 
-    def rescore(self, prompts: Sequence[Prompt], k: int, workers: int, timeout: float = verify.DEFAULT_TIMEOUT) -> int:
+    def scored_otherwise(self, prompts: Sequence[Prompt], k: int, fallback: str) -> bool:
+        """Whether some stored sample of `prompts` was judged with another answer fallback (lines
+        written before the field existed were judged with 'distill')."""
+        ids = {p.id for p in prompts}
+        return any(rec.get("fallback", "distill") != fallback
+                   for (pid, i), rec in self.records.items() if pid in ids and i < k)
+
+    def rescore(self, prompts: Sequence[Prompt], k: int, workers: int, timeout: float = verify.DEFAULT_TIMEOUT,
+                fallback: str = "distill") -> int:
         """Re-check the stored samples of `prompts` with the current checker (in memory; the file keeps
         the verdicts it was written with). Returns how many verdicts changed."""
         by_id = {p.id: p for p in prompts}
@@ -128,11 +136,11 @@ class ResultStore:
         keys = list(texts)
         items = [(by_id[pid], texts[(pid, i)]) for pid, i in keys]
         changed = 0
-        for key, v in zip(keys, score_completions(items, workers, timeout)):
+        for key, v in zip(keys, score_completions(items, workers, timeout, fallback)):
             old = self.records[key]
             changed += old.get("correct") != v.correct
             self.records[key] = {**old, "correct": v.correct, "extracted": v.extracted, "status": v.status,
-                                 "method": v.method}
+                                 "method": v.method, "fallback": fallback}
         log.info("%s: re-scored %d samples, %d verdicts changed", self.path, len(keys), changed)
         return changed
 
@@ -168,10 +176,11 @@ _warm = False
 
 
 def score_completions(items: Sequence[tuple[Prompt, Completion]], workers: int,
-                      timeout: float = verify.DEFAULT_TIMEOUT) -> list[verify.Verdict]:
+                      timeout: float = verify.DEFAULT_TIMEOUT, fallback: str = "distill") -> list[verify.Verdict]:
     """Verdicts from `distill.verify`, the checker the filters use, in worker processes.
 
     `timeout` is seconds per item; an item past it is unjudged (status 'timeout') and counts as wrong.
+    `fallback` is how a math answer without a box is read (`distill.verify.math.FALLBACKS`).
     """
     global _warm
     if not items:
@@ -182,7 +191,7 @@ def score_completions(items: Sequence[tuple[Prompt, Completion]], workers: int,
         verify.score("math", "\\boxed{1}", "1")
         _warm = True
     todo = [(p.task, scored_text(c.reasoning, c.answer, c.finish_reason), p.reference) for p, c in items]
-    return verify.score_many(todo, workers=workers, timeout=timeout)
+    return verify.score_many(todo, workers=workers, timeout=timeout, fallback=fallback)
 
 
 def evaluate(
@@ -196,6 +205,7 @@ def evaluate(
     score_workers: int = 1,
     seed: int = 0,
     score_timeout: float = verify.DEFAULT_TIMEOUT,
+    fallback: str = "distill",
 ) -> Progress:
     """Make sure every prompt has k scored samples in `store`, generating only what is missing.
 
@@ -228,7 +238,7 @@ def evaluate(
                 if len(outs) != len(batch):
                     raise RuntimeError(f"backend {getattr(model, 'name', model)!r} returned {len(outs)} completion "
                                        f"lists for {len(batch)} prompts; it must keep prompt order and count")
-                _write(store, writer, batch, outs, meta, score_workers, score_timeout, progress)
+                _write(store, writer, batch, outs, meta, score_workers, score_timeout, progress, fallback)
                 done += len(batch)
                 elapsed = time.monotonic() - start
                 log.info("%s %s: %d/%d problems, %d samples, %.0f tokens/s", meta.get("role"), meta.get("benchmark"),
@@ -244,7 +254,7 @@ def _seed(seed: int, ids: list[str], first_index: int) -> int:
 
 def _write(store: ResultStore, writer: JsonlWriter, batch: list[tuple[Prompt, list[int]]],
            outs: list[list[Completion]], meta: dict[str, Any], score_workers: int, score_timeout: float,
-           progress: Progress) -> None:
+           progress: Progress, fallback: str = "distill") -> None:
     items: list[tuple[Prompt, int, Completion]] = []
     for (p, indices), comps in zip(batch, outs):
         for index, c in zip(indices, comps):
@@ -255,7 +265,7 @@ def _write(store: ResultStore, writer: JsonlWriter, batch: list[tuple[Prompt, li
                 continue
             items.append((p, index, c))
         progress.failed += max(0, len(indices) - len(comps))
-    verdicts = score_completions([(p, c) for p, _, c in items], score_workers, score_timeout)
+    verdicts = score_completions([(p, c) for p, _, c in items], score_workers, score_timeout, fallback)
     for (p, index, c), v in zip(items, verdicts):
         rec = {
             **meta,
@@ -267,6 +277,7 @@ def _write(store: ResultStore, writer: JsonlWriter, batch: list[tuple[Prompt, li
             "extracted": v.extracted,
             "status": v.status,
             "method": v.method,
+            "fallback": fallback,
             "reference": p.reference if p.task != "code" else None,  # code tests can be megabytes
             "finish_reason": c.finish_reason,
             "prompt_tokens": c.prompt_tokens,

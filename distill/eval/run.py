@@ -102,14 +102,16 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
             if col.generate:
                 meta = {"role": col.role, "model": col.label, "benchmark": bench}
                 progress = evaluate(store, prompts, k, params, backend, meta, chunk=col.chunk,
-                                    score_workers=cfg.score_workers, seed=cfg.seed, score_timeout=cfg.score_timeout)
+                                    score_workers=cfg.score_workers, seed=cfg.seed, score_timeout=cfg.score_timeout,
+                                    fallback=cfg.answer_fallback)
                 if progress.generated or progress.failed:
                     log.info("%s %s: %d new samples (%d reused) in %.0fs; %d failed (rerun to retry)",
                              col.role, bench, progress.generated, progress.reused, progress.seconds, progress.failed)
                 if progress.failed:
                     notes.append(f"{col.role} {bench}: {progress.failed} sample(s) failed in the backend; rerun to fill them in")
-            if cfg.rescore:
-                store.rescore(prompts, k, cfg.score_workers, cfg.score_timeout)
+            if cfg.rescore or store.scored_otherwise(prompts, k, cfg.answer_fallback):
+                # A changed answer fallback changes verdicts, not samples: re-check what is stored.
+                store.rescore(prompts, k, cfg.score_workers, cfg.score_timeout, cfg.answer_fallback)
             result, unscorable = store.table(prompts, k)
             notes += _notes(col.role, bench, result, unscorable, prompts, k, store)
             if result:
@@ -124,7 +126,8 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
         "size": Path(size).stem,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens,
-                     "greedy": cfg.greedy, "k": {b: cfg.samples_for(b) for b in benchmarks}, "limit": cfg.limit},
+                     "greedy": cfg.greedy, "k": {b: cfg.samples_for(b) for b in benchmarks}, "limit": cfg.limit,
+                     "answer_fallback": cfg.answer_fallback},
         "config": to_dict(cfg),
         "notes": notes,
     })

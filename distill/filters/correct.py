@@ -23,17 +23,26 @@ class MathCorrect(TraceFilter):
     A trace that cannot be judged (no reference, a gold answer math-verify cannot parse, a
     timeout) gets `correct=None` and a reason starting with 'unverifiable', counted apart from
     wrong answers; `keep_unverifiable=True` keeps such traces instead.
+    `answer_fallback` reads an unboxed answer as the eval does ('distill', or 'last_number' to
+    match harnesses built on the Qwen2.5-Math parser); keep it equal to the eval's setting.
     Run it under `apply_filters(..., workers=N)`: each item gets `timeout` seconds in a worker.
     """
 
     name: ClassVar[str] = "math_correct"
     timeout: float = verify.DEFAULT_TIMEOUT
     keep_unverifiable: bool = False
+    answer_fallback: str = "distill"
+
+    def __post_init__(self) -> None:
+        from distill.verify.math import FALLBACKS
+
+        if self.answer_fallback not in FALLBACKS:
+            raise ValueError(f"math_correct: answer_fallback {self.answer_fallback!r}; use one of {', '.join(FALLBACKS)}")
 
     def check(self, trace: Trace) -> str | None:
         if trace.task not in ("math", "choice"):
             return None
-        v = verify.score(trace.task, trace.answer, trace.reference, timeout=self.timeout)
+        v = verify.score(trace.task, trace.answer, trace.reference, timeout=self.timeout, fallback=self.answer_fallback)
         trace.meta["correct"] = v.correct
         trace.meta["verify"] = {"status": v.status, "extracted": v.extracted, "method": v.method}
         if v.correct:

@@ -38,8 +38,10 @@ DEFAULT_TIMEOUT = 5.0
 __all__ = ["TASKS", "Verdict", "score", "score_many"]
 
 
-def score(task: str, text: str, reference: Any, timeout: float | None = DEFAULT_TIMEOUT) -> Verdict:
-    """Check one answer `text` against `reference` with the checker for `task`."""
+def score(task: str, text: str, reference: Any, timeout: float | None = DEFAULT_TIMEOUT,
+          fallback: str = "distill") -> Verdict:
+    """Check one answer `text` against `reference` with the checker for `task`. `fallback`: how a
+    math answer without a box is read ('distill' or 'last_number', see `distill.verify.math`)."""
     if task == "code":
         # The code checker runs tests in its own sandbox with its own limits; an alarm here
         # would interrupt its subprocess handling and leave the sandbox behind.
@@ -47,7 +49,14 @@ def score(task: str, text: str, reference: Any, timeout: float | None = DEFAULT_
 
         return code.score(text, reference)
     if task == "math":
-        from distill.verify.math import score as check
+        from distill.verify.math import FALLBACKS
+        from distill.verify.math import score as math_score
+
+        if fallback not in FALLBACKS:  # before the try: a bad setting is the caller's error, not the item's
+            raise ValueError(f"answer fallback {fallback!r}: use one of {', '.join(FALLBACKS)}")
+
+        def check(text: str, reference: Any) -> Verdict:
+            return math_score(text, reference, fallback)
     elif task == "choice":
         from distill.verify.choice import score as check
     else:
@@ -63,8 +72,8 @@ def score(task: str, text: str, reference: Any, timeout: float | None = DEFAULT_
         return Verdict(None, None, "error", detail=f"{type(e).__name__}: {e}"[:200])
 
 
-def _score_chunk(chunk: list[tuple[str, str, Any, float | None]]) -> list[Verdict]:
-    return [score(task, text, ref, timeout) for task, text, ref, timeout in chunk]
+def _score_chunk(chunk: list[tuple[str, str, Any, float | None, str]]) -> list[Verdict]:
+    return [score(task, text, ref, timeout, fallback) for task, text, ref, timeout, fallback in chunk]
 
 
 def _lost(item: tuple, why: str) -> Verdict:
@@ -76,14 +85,19 @@ def score_many(
     workers: int = 2,
     timeout: float | None = DEFAULT_TIMEOUT,
     chunk_size: int = 32,
+    fallback: str = "distill",
 ) -> list[Verdict]:
     """Score `(task, text, reference)` items in `workers` processes (0: in this process); order kept.
 
     Each item gets `timeout` seconds; an item that hangs where no signal reaches (inside C code)
     costs its worker, which is killed and replaced, and comes back as status 'timeout'.
     """
+    from distill.verify.math import FALLBACKS
+
+    if fallback not in FALLBACKS:
+        raise ValueError(f"answer fallback {fallback!r}: use one of {', '.join(FALLBACKS)}")
     deadline = (timeout or 60.0) + 1.0
-    todo = ((task, text, ref, timeout) for task, text, ref in items)
+    todo = ((task, text, ref, timeout, fallback) for task, text, ref in items)
     out: list[Verdict] = []
     for verdicts in imap_chunks(_score_chunk, chunked(todo, chunk_size), workers=workers,
                                 item_deadline=deadline, on_lost=_lost):

@@ -11,6 +11,11 @@ boxes a guess while thinking and then states something else has answered the som
 3. else the last `$...$`, `\\(...\\)` or `\\[...\\]` of the answer;
 4. else the whole answer when it is a bare value ("42", "\\frac12"), not a short sentence.
 
+`fallback="last_number"` replaces 3 and 4 with the last number of the text (commas dropped), the
+convention of the Qwen2.5-Math evaluation parser that SkyThought and many model cards use. It is
+looser (a truncated thought scores when its last number happens to be the answer), so it is not
+our default; use it to reproduce numbers from those harnesses (`make eval ... answer_fallback=last_number`).
+
 The extracted text is wrapped in `\\boxed{}` and parsed by math-verify, which then compares it
 with the gold answer symbolically and numerically. A gold answer is wrapped in `$...$` when bare:
 math-verify's LaTeX extractor needs delimiters (`\\frac{\\sqrt{2}}{2}` alone parses to nothing).
@@ -39,6 +44,9 @@ _ANSWER_IS = re.compile(
 _MATH = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
 _UNESCAPED_DOLLAR = re.compile(r"(?<!\\)\$")  # `\$36` is a price, not math mode
 _SHORT_ANSWER = 40  # characters: a bare answer longer than this is prose, not an answer
+_NUMBER = re.compile(r"-?\d*\.?\d+")  # the Qwen2.5-Math parser's pattern, kept as is for compatibility
+FALLBACKS = ("distill", "last_number")
+"""How an answer without a \\boxed{} is read: ours (see module doc) or the last number of the text."""
 
 
 def last_boxed(text: str) -> str | None:
@@ -81,8 +89,11 @@ def _box_content(text: str, pos: int) -> tuple[str, int] | None:
     return None  # unbalanced: the answer was cut mid-box
 
 
-def extract_answer(answer_text: str) -> tuple[str | None, str]:
-    """(final answer, how it was found): method is 'boxed', 'answer_is', 'last_math', 'whole' or 'none'."""
+def extract_answer(answer_text: str, fallback: str = "distill") -> tuple[str | None, str]:
+    """(final answer, how it was found): method is 'boxed', 'answer_is', 'last_math', 'whole',
+    'last_number' (with fallback='last_number') or 'none'."""
+    if fallback not in FALLBACKS:
+        raise ValueError(f"answer fallback {fallback!r}: use one of {', '.join(FALLBACKS)}")
     boxed = last_boxed(answer_text)
     if boxed is not None:
         return boxed, "boxed"
@@ -95,6 +106,9 @@ def extract_answer(answer_text: str) -> tuple[str | None, str]:
         rest = rest.strip().rstrip(".").strip("*").strip()
         if rest:
             return rest, "answer_is"
+    if fallback == "last_number":
+        numbers = _NUMBER.findall(answer_text.replace(",", ""))
+        return (numbers[-1], "last_number") if numbers else (None, "none")
     math = list(_MATH.finditer(answer_text))
     if math:
         content = next(g for g in math[-1].groups() if g is not None).strip()
@@ -142,14 +156,15 @@ def _parse_gold(text: str) -> tuple:
     return tuple(parse(text, parsing_timeout=None))
 
 
-def score(answer_text: str, reference: Any) -> Verdict:
-    """Check the answer part of a trace against the gold `reference`; no time limit here (see module doc)."""
+def score(answer_text: str, reference: Any, fallback: str = "distill") -> Verdict:
+    """Check the answer part of a trace against the gold `reference`; no time limit here (see module doc).
+    `fallback` says how an answer without a box is read (see FALLBACKS)."""
     from math_verify import parse, verify
 
     gold = gold_text(reference)
     if gold is None:
         return Verdict(None, None, "no_reference", detail="the trace has no reference answer")
-    extracted, method = extract_answer(answer_text or "")
+    extracted, method = extract_answer(answer_text or "", fallback)
     gold_parsed = list(_parse_gold(gold))
     # math-verify falls back to the raw string when it cannot build an expression; a gold answer
     # with no expression can only be string-matched, which is not a check we can vouch for.
