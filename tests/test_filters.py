@@ -285,23 +285,38 @@ def test_select_streams_with_a_window_and_rejects_scattered_prompts(make_trace):
 
 
 def test_apply_filters_workers_match_inline(make_trace):
+    base = " ".join(f"line {i} of a long derivation with several steps" for i in range(40))
+
     def traces():
         out = []
-        for i in range(24):
-            t = _t(make_trace, i)
+        for i in range(30):
+            # exact copies (i % 5 == 1 repeats i - 1), near copies (one word changed), unique ones;
+            # a few raw completions ThinkFormat must split (the worker's rewrite comes back).
+            text = base + (f" variant {i - 1}" if i % 5 == 1 else f" variant {i}")
+            text = text.replace("line 3 ", "row 3 ") if i % 5 == 2 else text
+            t = _t(make_trace, i, prompt=f"Problem {i // 3 if i < 27 else 0}: what is 2 + 3?",
+                   reasoning=text if i % 5 in (0, 1, 2) else None, pid=f"p{i // 3}")
             t.answer = f"\\boxed{{{5 if i % 3 else 6}}}"
+            if i % 4 == 3:
+                t.answer, t.reasoning = f"<think>\n{t.reasoning}\n</think>\n\n{t.answer}", ""
             t.finish_reason = "length" if i % 7 == 0 else "stop"
             out.append(t)
         return out
 
-    recipe = lambda: [Finished(), ThinkFormat(), MathCorrect(), Dedup()]
-    seen: list = []
-    inline = [t.to_dict() for t in apply_filters(traces(), recipe(), on_reject=lambda t, n, r: seen.append((t.id, n)))]
-    pooled_rejects: list = []
-    pooled = [t.to_dict() for t in apply_filters(traces(), recipe(), workers=2, chunk_size=3,
-                                                 on_reject=lambda t, n, r: pooled_rejects.append((t.id, n)))]
-    assert inline == pooled and seen == pooled_rejects
-    assert len(inline) == 24 - len(seen) and {n for _, n in seen} == {"finished", "math_correct"}
+    recipes = [lambda: [Finished(), ThinkFormat(), MathCorrect(), Dedup()],
+               lambda: [Dedup(on="prompt"), Finished(), ThinkFormat(), MathCorrect(), Dedup(), Select(keep="shortest")]]
+    for recipe in recipes:
+        seen: list = []
+        inline = [t.to_dict() for t in apply_filters(traces(), recipe(),
+                                                     on_reject=lambda t, n, r: seen.append((t.id, n, r, t.to_dict())))]
+        pooled_rejects: list = []
+        pooled = [t.to_dict() for t in apply_filters(traces(), recipe(), workers=2, chunk_size=3,
+                                                     on_reject=lambda t, n, r: pooled_rejects.append((t.id, n, r, t.to_dict())))]
+        assert inline == pooled and seen == pooled_rejects
+        assert len(inline) == 30 - len(seen)
+        assert {"finished", "math_correct", "dedup"} <= {n for _, n, _, _ in seen}
+        assert any(r.startswith("near duplicate") for *_, r, _ in seen) and any(r.startswith("exact") for *_, r, _ in seen)
+        assert any(t["reasoning"] and "<think>" not in t["answer"] and t["sample_index"] % 4 == 3 for t in inline)
 
 
 def test_apply_filters_rejects_non_filters():

@@ -84,29 +84,36 @@ class Dedup(TraceFilter):
     def _text(self, trace: Trace) -> str:
         return prompt_text(trace) if self.on == "prompt" else f"{trace.reasoning}\n{trace.answer}"
 
-    def check(self, trace: Trace) -> str | None:
+    def precompute(self, trace: Trace) -> tuple[int, Any]:
+        """The per-trace work, which depends on the trace alone: (exact hash, MinHash values or
+        None). `apply_filters` runs it in its worker processes; `check` does it itself otherwise."""
+        text = self._text(trace)
+        h = digest64(" ".join(text.lower().split()))
+        if not self.near:
+            return h, None
+        mh = self._minhash(text)
+        return h, None if mh is None else mh.hashvalues
+
+    def check(self, trace: Trace, pre: tuple[int, Any] | None = None) -> str | None:
         if self.on == "prompt" and trace.prompt_id in self._dropped_prompts:
             return self._dropped_prompts[trace.prompt_id]  # the other samples of a dropped prompt
-        reason = self._check(trace)
+        reason = self._check(trace, pre if pre is not None else self.precompute(trace))
         if reason and self.on == "prompt":
             self._dropped_prompts[trace.prompt_id] = reason
         return reason
 
-    def _check(self, trace: Trace) -> str | None:
-        text = self._text(trace)
+    def _check(self, trace: Trace, pre: tuple[int, Any]) -> str | None:
         owner = trace.prompt_id if self.on == "prompt" else trace.id
-        h = digest64(" ".join(text.lower().split()))
+        h, hashvalues = pre
         first = self._exact.get(h)
         if first is not None:
             if first == owner:
                 return None  # another sample of the same prompt
             return f"exact duplicate: same {self.on} as {first}"
         self._exact[h] = owner
-        if not self.near:
+        if not self.near or hashvalues is None:
             return None
-        mh = self._minhash(text)
-        if mh is None:
-            return None
+        mh = self._from_hashvalues(hashvalues)
         for lsh in self._gens:
             hits = lsh.query(mh)
             if hits:
@@ -128,6 +135,12 @@ class Dedup(TraceFilter):
         mh = MinHash(num_perm=self.num_perm, seed=1, permutations=self._perm, scheme="affine32")
         mh.update_batch(list(shingles))
         return mh
+
+    def _from_hashvalues(self, hashvalues: Any) -> Any:
+        from datasketch import LeanMinHash
+
+        # LeanMinHash keeps the seed and values only: all LSH needs, without the permutations.
+        return LeanMinHash(seed=1, hashvalues=hashvalues, scheme="affine32")
 
     def _insert(self, owner: str, mh: Any) -> None:
         from datasketch import MinHashLSH

@@ -4,18 +4,24 @@
     report = FilterReport()
     clean = list(apply_filters(traces, [Finished(), MathCorrect()], workers=2, report=report))
 
-Every trace travels as an item `[trace, dropped_by, reason]`. A dropped item keeps flowing (its
+Every trace travels as an item `[trace, dropped_by, reason, precomputed]`. A dropped item keeps flowing (its
 filter name set) instead of vanishing, so order is kept, rejects are written in input order,
 and `select` can count a prompt's failed samples in its pass rate. A trace is dropped by the
 first filter that rejects it; later filters do not look at it.
 
 Filters run in segments: a run of per-trace filters goes to `workers` processes in chunks (with
 the per-item time limits of `distill.verify.pool`), a stateful filter (dedup, select) runs here,
-in order. With `workers=0` everything runs in this process.
+in order. The per-trace part of a stateful filter's work (`precompute`: dedup's hashing and
+MinHash of a 100k-character trace) runs in the workers of the segment before it, so what stays
+in this process is a set lookup per trace. Workers send back only what they changed (verdict,
+meta, a text a filter rewrote), not the whole trace: this process is the serial part of the
+pipeline, and unpickling every long trace twice made 2 workers barely faster than 1.
+With `workers=0` everything runs in this process.
 """
 
 from __future__ import annotations
 
+import collections
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -24,13 +30,14 @@ from distill.filters.report import FilterReport
 from distill.trace import Trace
 from distill.verify.pool import chunked, imap_chunks
 
-Item = list  # [trace, dropped_by: str | None, reason: str | None]
+Item = list  # [trace, dropped_by: str | None, reason: str | None, precomputed: dict | None]
 OnReject = Callable[[Trace, str, str], None]
 
 _SLACK_PER_ITEM = 30.0
 """Seconds a trace may take in the cheap filters before its worker counts as hung."""
 
 _WORKER_FILTERS: list[TraceFilter] = []
+_WORKER_PRE: list[TraceFilter] = []
 
 
 def apply_filters(
@@ -58,15 +65,15 @@ def apply_filters(
     def source() -> Iterator[Item]:
         for trace in traces:
             report.add_input(trace)
-            yield [trace, None, None]
+            yield [trace, None, None, None]
 
     stream: Iterator[Item] = source()
-    for segment in _segments(filters):
-        if segment[0].stateful:
+    for segment, pre in _plan(filters, workers):
+        if segment and segment[0].stateful:
             stream = _run_stateful(segment[0], stream)
         else:
-            stream = _run_parallel(segment, stream, workers, chunk_size)
-    for trace, dropped_by, reason in stream:
+            stream = _run_parallel(segment, stream, workers, chunk_size, pre)
+    for trace, dropped_by, reason, _ in stream:
         if dropped_by is None:
             report.add_kept(trace)
             yield trace
@@ -87,6 +94,20 @@ def _segments(filters: list[TraceFilter]) -> list[list[TraceFilter]]:
     return out
 
 
+def _plan(filters: list[TraceFilter], workers: int) -> list[tuple[list[TraceFilter], list[TraceFilter]]]:
+    """(segment, stateful filters whose `precompute` its workers run). With workers, a stateful
+    filter with nothing per-trace before it gets an empty segment just for its precompute."""
+    plan: list[tuple[list[TraceFilter], list[TraceFilter]]] = []
+    for segment in _segments(filters):
+        f = segment[0]
+        if f.stateful and workers > 0 and hasattr(f, "precompute"):
+            if not plan or plan[-1][0][:1] and plan[-1][0][0].stateful:
+                plan.append(([], []))
+            plan[-1][1].append(f)
+        plan.append((segment, []))
+    return plan
+
+
 def _check(filters: list[TraceFilter], item: Item) -> Item:
     if item[1] is None:
         for f in filters:
@@ -97,20 +118,34 @@ def _check(filters: list[TraceFilter], item: Item) -> Item:
     return item
 
 
-def _init_worker(filters: list[TraceFilter]) -> None:
-    global _WORKER_FILTERS
-    _WORKER_FILTERS = filters
+def _init_worker(filters: list[TraceFilter], pre: list[TraceFilter]) -> None:
+    global _WORKER_FILTERS, _WORKER_PRE
+    _WORKER_FILTERS, _WORKER_PRE = filters, pre
 
 
-def _check_chunk(chunk: list[Item]) -> list[Item]:
-    return [_check(_WORKER_FILTERS, item) for item in chunk]
+Result = tuple  # (dropped_by, reason, {changed field: value}, precomputed)
 
 
-def _lost(item: Item, why: str) -> Item:
-    return [item[0], "timeout", f"hung in the filters and its worker was killed: {why}"]
+def _check_chunk(chunk: list[Trace]) -> list[Result]:
+    out = []
+    for trace in chunk:
+        before = dict(vars(trace))
+        item = _check(_WORKER_FILTERS, [trace, None, None, None])
+        # Only what a filter replaced goes back (identity, not equality: comparing two 100k-char
+        # strings costs what sending one does); meta is mutated in place, so it always goes.
+        changed = {k: v for k, v in vars(trace).items() if v is not before.get(k)}
+        changed["meta"] = trace.meta
+        pre = {f.name: f.precompute(trace) for f in _WORKER_PRE} if item[1] is None and _WORKER_PRE else None
+        out.append((item[1], item[2], changed, pre))
+    return out
 
 
-def _run_parallel(filters: list[TraceFilter], items: Iterator[Item], workers: int, chunk_size: int) -> Iterator[Item]:
+def _lost(trace: Trace, why: str) -> Result:
+    return ("timeout", f"hung in the filters and its worker was killed: {why}", {}, None)
+
+
+def _run_parallel(filters: list[TraceFilter], items: Iterator[Item], workers: int, chunk_size: int,
+                  pre: list[TraceFilter] | None = None) -> Iterator[Item]:
     if workers <= 0:
         for item in items:
             yield _check(filters, item)
@@ -119,10 +154,24 @@ def _run_parallel(filters: list[TraceFilter], items: Iterator[Item], workers: in
     # A filter may state its own worst case per trace (`item_deadline`), else its `timeout` counts.
     per_item = _SLACK_PER_ITEM + sum(getattr(f, "item_deadline", None) or getattr(f, "timeout", 0.0) or 0.0
                                      for f in filters)
-    for chunk in imap_chunks(_check_chunk, chunked(items, chunk_size), workers=workers,
-                             item_deadline=per_item, on_lost=_lost,
-                             initializer=_init_worker, initargs=(filters,)):
-        yield from chunk
+    # Only live traces go to the workers; the items stay here and get the results back in order.
+    sent: collections.deque[list[Item]] = collections.deque()
+
+    def live_chunks() -> Iterator[list[Trace]]:
+        for group in chunked(items, chunk_size):
+            sent.append(group)
+            yield [item[0] for item in group if item[1] is None]
+
+    for results in imap_chunks(_check_chunk, live_chunks(), workers=workers, item_deadline=per_item,
+                               on_lost=_lost, initializer=_init_worker, initargs=(filters, pre or [])):
+        group = sent.popleft()
+        back = iter(results)
+        for item in group:
+            if item[1] is None:
+                item[1], item[2], changed, item[3] = next(back)
+                for key, value in changed.items():
+                    setattr(item[0], key, value)
+            yield item
 
 
 def _run_stateful(f: Any, items: Iterator[Item]) -> Iterator[Item]:
@@ -130,4 +179,9 @@ def _run_stateful(f: Any, items: Iterator[Item]) -> Iterator[Item]:
         yield from f.stream(items)
         return
     for item in items:
-        yield _check([f], item)
+        if item[1] is None:
+            pre = (item[3] or {}).get(f.name)
+            reason = f.check(item[0], pre) if pre is not None else f.check(item[0])
+            if reason is not None:
+                item[1], item[2] = f.name, reason
+        yield item
