@@ -176,3 +176,12 @@ def test_menu_is_the_cli_default(tmp_path):
     cfg, path = load_student_config("tiny")
     assert path == REPO_ROOT / "students" / "tiny.yaml" and cfg.template == "chatml"
     assert Path(path).parent.name == "students"
+
+
+def test_group_by_length_maps_to_the_length_grouped_sampler():
+    from distill.students.train import training_arguments
+
+    cfg = load_config(StudentConfig, {"base": "org/m"}, ["group_by_length=true"])
+    assert training_arguments(cfg, Path("/tmp/x"), cpu=True, world_size=1)["train_sampling_strategy"] == "group_by_length"
+    cfg = load_config(StudentConfig, {"base": "org/m"}, [])
+    assert training_arguments(cfg, Path("/tmp/x"), cpu=True, world_size=1)["train_sampling_strategy"] == "random"

@@ -242,3 +242,23 @@ def test_generate_for_eval_returns_n_per_prompt_and_marks_failures(tmp_path):
     assert [c.finish_reason for c in out[1]] == ["error", "error"] and "HTTP 503" in out[1][0].raw["error"]
     # seed + k per sample: the two samples of a prompt are different requests.
     assert out[0][0].raw["id"] != out[0][1].raw["id"]
+
+
+def test_keyset_answers_like_a_set_across_merges(monkeypatch):
+    import random
+
+    from distill.teachers.sample import KeySet
+
+    monkeypatch.setattr(KeySet, "_BUFFER", 64)  # many merges of the recent keys into the sorted array
+    rng = random.Random(0)
+    keys = [rng.getrandbits(64) for _ in range(2000)] + [0, 2**64 - 1]
+    ks, ref = KeySet(), set()
+    for i, k in enumerate(keys):
+        assert (k in ks) == (k in ref)
+        ks.add(k)
+        ref.add(k)
+        if i % 97 == 0:
+            ks.add(k)  # adding again changes nothing
+    probes = keys + [rng.getrandbits(64) for _ in range(2000)]
+    assert [p in ks for p in probes] == [p in ref for p in probes]
+    assert len(ks) == len(ref)

@@ -97,6 +97,9 @@ class StudentConfig:
     """Recompute activations in the backward pass: needed for 32k sequences, slower on small models."""
     attn_implementation: str | None = None
     """sdpa, flash_attention_2, ... (None: the transformers default). Packing keeps documents apart with either."""
+    group_by_length: bool = False
+    """Batch traces of similar length together (transformers' LengthGroupedSampler): less padding
+    when packing is off. Batches stay random in order; within a batch lengths are close."""
     packing: bool = False
     """Pack several traces per row (best-fit decreasing, padding-free). Pays on GPU with varied lengths; slower on CPU for short rows."""
     use_liger_kernel: bool = False

@@ -352,6 +352,7 @@ def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_si
         "use_cpu": cpu,
         "dataloader_num_workers": 0,
         "use_liger_kernel": cfg.use_liger_kernel,
+        "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random",
     }
     if cfg.lr_scheduler == "cosine_with_min_lr":
         kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": cfg.min_lr_rate}
