@@ -21,7 +21,10 @@ def ids_of(path):
     return [r["id"] for r in read_lines(path)]
 
 
-def test_every_fault_ends_as_a_trace_or_a_failure(tmp_path):
+@pytest.mark.parametrize("processes", [1, 2])
+def test_every_fault_ends_as_a_trace_or_a_failure(tmp_path, processes):
+    """processes=2: the requests go through client processes (distill.teachers.openai_pool), and
+    every fault still comes back classified, retried by this process and accounted once."""
     problems = {
         "ok": "Plain question.",
         "429": "Rate limited once. [fault:429*1]",
@@ -44,7 +47,7 @@ def test_every_fault_ends_as_a_trace_or_a_failure(tmp_path):
     names = list(problems)
     prompt_set = write_prompt_set(tmp_path, list(problems.values()))
     with FaultServer(hang=3.0) as server:
-        teacher = write_teacher(tmp_path, server.urls, timeout=0.5, max_retries=3)
+        teacher = write_teacher(tmp_path, server.urls, timeout=0.5, max_retries=3, client_processes=processes)
         # With a seed, sample k is sent with seed + k: each sample has its own attempt count there.
         summary = run(teacher, prompt_set, tmp_path / "out", overrides=["n=2", "seed=1"])
         attempts = dict(server.attempts)

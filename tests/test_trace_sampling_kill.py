@@ -80,3 +80,46 @@ def test_sigkill_at_random_moments_never_loses_or_duplicates(tmp_path):
     assert {(t.prompt_id, t.sample_index) for t in traces} == {(f"set/q{i}", k) for i in range(PROMPTS) for k in range(N)}
     assert (raw.parent / "raw.jsonl.torn").read_bytes().startswith(b'{"id": "torn-by-a-kill"')
     assert server.stats()["faults"], "the fault server injected nothing: the test would not exercise retries"
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_sigkill_with_client_processes_leaves_no_orphans_and_resumes(tmp_path):
+    prompt_set = write_prompt_set(tmp_path, [f"Question number {i}?" for i in range(PROMPTS)])
+    raw = tmp_path / "out" / "traces" / "t" / "set" / "raw.jsonl"
+    with FaultServer(latency=0.03, fault_rate=0.1, seed=7) as server:
+        teacher = write_teacher(tmp_path, server.urls, concurrency=8, backoff=0.01, max_backoff=0.05,
+                                max_retries=20, client_processes=2)
+        proc = _start(teacher, prompt_set, tmp_path / "out")
+        deadline = time.monotonic() + 30
+        while _lines(raw) < 40 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        children = _children(proc.pid)
+        assert len(children) >= 2, "the client processes did not start"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+        # The children see their pipe close and exit by themselves.
+        deadline = time.monotonic() + 10
+        while any(Path(f"/proc/{c}").exists() and "Z" not in Path(f"/proc/{c}/stat").read_text().split()[2:3]
+                  for c in children) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        alive = [c for c in children if Path(f"/proc/{c}").exists()
+                 and Path(f"/proc/{c}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+        assert not alive, f"client processes outlived a kill -9 of their parent: {alive}"
+        assert 0 < _lines(raw) < PROMPTS * N
+        proc = _start(teacher, prompt_set, tmp_path / "out")
+        assert proc.wait(timeout=60) == 0, proc.stderr.read().decode()[-2000:]
+        proc.stderr.close()
+    ids = [t.id for t in read_traces(raw)]
+    assert len(ids) == len(set(ids)) == PROMPTS * N

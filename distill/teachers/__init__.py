@@ -28,6 +28,10 @@ def load_teacher(cfg: TeacherConfig | str | Path, overrides: list[str] | None = 
     """
     if not isinstance(cfg, TeacherConfig) or overrides:
         cfg = load_teacher_config(cfg, overrides)
+    if cfg.backend == "openai" and cfg.client_processes > 1:
+        from distill.teachers.openai_pool import PooledOpenAITeacher
+
+        return PooledOpenAITeacher(cfg)
     if cfg.backend == "openai":
         from distill.teachers.openai_backend import OpenAITeacher
 

@@ -51,6 +51,10 @@ class TeacherConfig:
     """NAME of the environment variable holding the key (never the key itself); None: no auth."""
     concurrency: int = 64
     """Requests in flight at once, over all endpoints."""
+    client_processes: int = 1
+    """Processes sending the requests (distill.teachers.openai_pool). One handles ~1,000 requests/s
+    (the openai SDK costs ~1 ms of CPU per request); raise it for a fast self-hosted server with
+    short completions. The DeepSeek API at 64 in flight needs one."""
     timeout: float = 1800.0
     """Seconds per request. R1 at 32k tokens can think for 15 minutes without streaming."""
     max_retries: int = 8
@@ -86,7 +90,7 @@ class TeacherConfig:
         if self.backend == "openai" and not self.base_url:
             raise ConfigError(f"{where}: backend 'openai' needs `base_url` (e.g. https://api.deepseek.com or "
                               "http://localhost:8000/v1)")
-        for key in ("concurrency", "batch_size", "tensor_parallel_size", "max_consecutive_failures"):
+        for key in ("concurrency", "client_processes", "batch_size", "tensor_parallel_size", "max_consecutive_failures"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: `{key}` must be at least 1, got {getattr(self, key)}")
         if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0:
