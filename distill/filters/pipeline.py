@@ -47,13 +47,15 @@ def apply_filters(
     workers: int = 0,
     report: FilterReport | None = None,
     on_reject: OnReject | None = None,
-    chunk_size: int = 8,
+    chunk_size: int = 32,
 ) -> Iterator[Trace]:
     """Yield the traces that pass every filter, in input order (grouped per prompt after `select`).
 
     `report` counts input, kept and drops per filter and category, with lengths before and
     after; `on_reject(trace, filter_name, reason)` sees each dropped trace (run.py writes
-    rejects.jsonl with it). `workers` > 0 runs the per-trace filters in that many processes.
+    rejects.jsonl with it). `workers` > 0 runs the per-trace filters in that many processes,
+    `chunk_size` traces per task: 32 rather than 8 cut this process's CPU by a third on real long
+    traces (fewer pool round trips), which is what decides the speed-up of a second worker.
     """
     for f in filters:
         if not isinstance(f, TraceFilter):

@@ -78,7 +78,7 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
 
         traces = read_traces(input_path, rejects=rejects, stats=stats)
         for trace in apply_filters(traces, filters, workers=workers, report=report, on_reject=on_reject,
-                                   chunk_size=options.get("chunk_size", 8)):
+                                   chunk_size=options.get("chunk_size", 32)):
             clean.write(trace)
     elapsed = time.monotonic() - started
 
