@@ -156,7 +156,7 @@ LAST_NUMBER_APART = {
     ("sky-t1-5k-27b_math500", 355): (-1, "their recorded score says right for their own prediction '1' against 100"),
     ("sky-t1-5k-27b_math500", 404): (-1, "'the answer is three boxes ...': their normaliser turns 'three' into 3"),
 }
-SAME_BOX_SIGN = {("gemma-2-27b-it_math500", i): -1 for i in (290, 293, 480)}  # their way; the rest ours
+SAME_BOX_SIGN = {("gemma-2-27b-it_math500", i): -1 for i in (290, 293, 480)}  # they accept, we reject; the rest the other way
 
 
 def test_rescoring_with_their_fallback_reproduces_recorded_accuracy(shared_data):
