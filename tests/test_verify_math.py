@@ -33,6 +33,9 @@ def test_last_boxed(text, expected):
     (r"Hence the value is $x = 7$ as computed", ("x = 7", "last_math")),
     ("17", ("17", "whole")),
     ("A long explanation that never states any final value at all, in plain words.", (None, "none")),
+    # Dollar amounts are not math: "$93 - $" is not a formula (a digit follows its closing "$").
+    ("She paid $93 - $15 = $78 after the coupon, which is what the receipt says", (None, "none")),
+    (r"Hence $x = 7$ while the shop charged $12 for it", ("x = 7", "last_math")),
 ])
 def test_extract_answer_fallbacks(text, expected):
     assert extract_answer(text) == expected

@@ -89,6 +89,13 @@ def _box_content(text: str, pos: int) -> tuple[str, int] | None:
     return None  # unbalanced: the answer was cut mid-box
 
 
+def _math_spans(text: str) -> list[re.Match]:
+    """`$...$`, `\\(...\\)` and `\\[...\\]` spans, without currency read as math: in "costs $93 - $15"
+    the second `$` opens an amount (a digit follows it), so "$93 - $" is not a formula."""
+    return [m for m in _MATH.finditer(text)
+            if not (m.group(2) is not None and m.end() < len(text) and text[m.end()].isdigit())]
+
+
 def extract_answer(answer_text: str, fallback: str = "distill") -> tuple[str | None, str]:
     """(final answer, how it was found): method is 'boxed', 'answer_is', 'last_math', 'whole',
     'last_number' (with fallback='last_number') or 'none'."""
@@ -100,7 +107,7 @@ def extract_answer(answer_text: str, fallback: str = "distill") -> tuple[str | N
     matches = list(_ANSWER_IS.finditer(answer_text))
     if matches:
         rest = matches[-1].group("rest").strip()
-        math = list(_MATH.finditer(rest))
+        math = _math_spans(rest)
         if math:
             rest = next(g for g in math[0].groups() if g is not None)
         rest = rest.strip().rstrip(".").strip("*").strip()
@@ -109,7 +116,7 @@ def extract_answer(answer_text: str, fallback: str = "distill") -> tuple[str | N
     if fallback == "last_number":
         numbers = _NUMBER.findall(answer_text.replace(",", ""))
         return (numbers[-1], "last_number") if numbers else (None, "none")
-    math = list(_MATH.finditer(answer_text))
+    math = _math_spans(answer_text)
     if math:
         content = next(g for g in math[-1].groups() if g is not None).strip()
         if content:
