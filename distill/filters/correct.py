@@ -34,10 +34,9 @@ class MathCorrect(TraceFilter):
     answer_fallback: str = "distill"
 
     def __post_init__(self) -> None:
-        from distill.verify.math import FALLBACKS
+        from distill.verify.math import check_fallback
 
-        if self.answer_fallback not in FALLBACKS:
-            raise ValueError(f"math_correct: answer_fallback {self.answer_fallback!r}; use one of {', '.join(FALLBACKS)}")
+        check_fallback(self.answer_fallback, "math_correct: answer_fallback")
 
     def check(self, trace: Trace) -> str | None:
         if trace.task not in ("math", "choice"):

@@ -49,11 +49,10 @@ def score(task: str, text: str, reference: Any, timeout: float | None = DEFAULT_
 
         return code.score(text, reference)
     if task == "math":
-        from distill.verify.math import FALLBACKS
+        from distill.verify.math import check_fallback
         from distill.verify.math import score as math_score
 
-        if fallback not in FALLBACKS:  # before the try: a bad setting is the caller's error, not the item's
-            raise ValueError(f"answer fallback {fallback!r}: use one of {', '.join(FALLBACKS)}")
+        check_fallback(fallback)  # before the try: a bad setting is the caller's error, not the item's
 
         def check(text: str, reference: Any) -> Verdict:
             return math_score(text, reference, fallback)
@@ -92,10 +91,9 @@ def score_many(
     Each item gets `timeout` seconds; an item that hangs where no signal reaches (inside C code)
     costs its worker, which is killed and replaced, and comes back as status 'timeout'.
     """
-    from distill.verify.math import FALLBACKS
+    from distill.verify.math import check_fallback
 
-    if fallback not in FALLBACKS:
-        raise ValueError(f"answer fallback {fallback!r}: use one of {', '.join(FALLBACKS)}")
+    check_fallback(fallback)
     deadline = (timeout or 60.0) + 1.0
     todo = ((task, text, ref, timeout, fallback) for task, text, ref in items)
     out: list[Verdict] = []

@@ -49,6 +49,13 @@ FALLBACKS = ("distill", "last_number")
 """How an answer without a \\boxed{} is read: ours (see module doc) or the last number of the text."""
 
 
+def check_fallback(fallback: str, name: str = "answer fallback") -> None:
+    """Raise a ValueError naming `name` unless `fallback` is one of FALLBACKS (every entry point
+    checks up front, so a typo fails before any item is scored, not as a per-item error)."""
+    if fallback not in FALLBACKS:
+        raise ValueError(f"{name} {fallback!r}: use one of {', '.join(FALLBACKS)}")
+
+
 def last_boxed(text: str) -> str | None:
     """Content of the last top-level `\\boxed{...}` in `text` (braces balanced), nested boxes unwrapped."""
     last, end = None, -1
@@ -99,8 +106,7 @@ def _math_spans(text: str) -> list[re.Match]:
 def extract_answer(answer_text: str, fallback: str = "distill") -> tuple[str | None, str]:
     """(final answer, how it was found): method is 'boxed', 'answer_is', 'last_math', 'whole',
     'last_number' (with fallback='last_number') or 'none'."""
-    if fallback not in FALLBACKS:
-        raise ValueError(f"answer fallback {fallback!r}: use one of {', '.join(FALLBACKS)}")
+    check_fallback(fallback)
     boxed = last_boxed(answer_text)
     if boxed is not None:
         return boxed, "boxed"
