@@ -103,7 +103,8 @@ def _plan(filters: list[TraceFilter], workers: int) -> list[tuple[list[TraceFilt
     for segment in _segments(filters):
         f = segment[0]
         if f.stateful and workers > 0 and hasattr(f, "precompute"):
-            if not plan or plan[-1][0][:1] and plan[-1][0][0].stateful:
+            previous = plan[-1][0] if plan else []
+            if not previous or previous[0].stateful:  # no per-trace segment right before it
                 plan.append(([], []))
             plan[-1][1].append(f)
         plan.append((segment, []))
