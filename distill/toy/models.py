@@ -48,6 +48,9 @@ class ToySpec:
     batch_size: int = 32
     levels: tuple[int, ...] = (1, 2, 3, 4, 5)
     seed: int = 0
+    copy_rows: int = 0
+    """Generic copying rows (task.copy_problems) mixed into the training set: the original
+    student's stand-in for the general text a real base model was pretrained on."""
 
 
 SPECS: dict[str, ToySpec] = {
@@ -57,9 +60,10 @@ SPECS: dict[str, ToySpec] = {
     # sometimes stalled on a loss plateau (~0.14) and never learned the arithmetic.
     "teacher": ToySpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384, reasoning=True,
                        train_problems=3000, epochs=4, learning_rate=1e-3, batch_size=8),
-    # Answers only: learns one-step problems, stays near chance (~10%) on 2-5 steps.
+    # Answers only, plus generic copying: learns one-step problems, stays near chance (~12-16%)
+    # on 2-5 steps.
     "student": ToySpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=256, reasoning=False,
-                       train_problems=3000, epochs=3, learning_rate=1e-3, batch_size=8),
+                       train_problems=3000, epochs=3, learning_rate=1e-3, batch_size=8, copy_rows=3000),
 }
 
 
@@ -145,6 +149,8 @@ def train_toy(spec: ToySpec, out: Path) -> None:
     items = list(task.toy_problems("train", spec.train_problems, seed=spec.seed, levels=spec.levels))
     rows = [toy_messages(it["problem"]) + [{"role": "assistant", "content": toy_completion(it, spec.reasoning)}]
             for it in items]
+    rows += [[{"role": "user", "content": it["problem"]}, {"role": "assistant", "content": it["text"]}]
+             for it in task.copy_problems(spec.copy_rows, seed=spec.seed)]
     tok = toy_tokenizer(out)
 
     examples = []

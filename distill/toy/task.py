@@ -61,6 +61,25 @@ def answer_text(answer: str) -> str:
     return f"The answer is \\boxed{{{answer}}}."
 
 
+def copy_problems(n: int, seed: int = 0) -> Iterator[dict]:
+    """Generic copying rows: 'Write 3 + 8 - 1 three times.', answered by that line three times.
+
+    Pretraining text for the original student, standing in for what a real base model brings to
+    distillation: a Qwen2.5 base copies text fluently (web text taught it), but a toy trained on
+    answers alone never needs to copy. Measured: such a student met the worked solutions without
+    that skill and sat on a loss plateau (~0.6) for a seed-dependent 250-450 steps before it
+    learned to copy the line above, so the demo's result depended on the seed. The rows teach
+    nothing of the task: the numbers are random and never evaluated.
+    """
+    rng = random.Random(f"copy-{seed}")
+    for _ in range(n):
+        terms = [str(rng.randint(0, MAX_VALUE))]
+        for _ in range(rng.randint(1, 5)):
+            terms += [rng.choice("+-"), str(rng.randint(0, MAX_VALUE))]
+        line = " ".join(terms)
+        yield {"problem": f"Write {line} three times.", "text": "\n".join([line] * 3)}
+
+
 def toy_problems(split: str = "train", n: int = 1000, seed: int = 0,
                  levels: tuple[int, ...] | list[int] = (1, 2, 3, 4, 5)) -> Iterator[dict]:
     """Yield `n` distinct problems of `split` ('train' or 'test'), levels drawn uniformly.

@@ -1,0 +1,70 @@
+"""The demo chain, scaled down: does distillation really help on the toy task?
+
+`make demo` takes minutes; this runs the same `distill.toy.demo.run` (build teacher and original,
+sample, filter with the R1 recipe, train the student with the tiny preset's trainer, evaluate) on
+a smaller version of the task: two-step problems only, smaller models, fewer traces and steps.
+Everything is built from scratch in a temporary cache, so the time below includes the builds.
+
+The margin. Measured on the 2-core dev machine (`DISTILL_TEST_DEMO_SEED=<s> pytest -s
+tests/test_demo.py`, 83-86 s each, 58 s of it building the two models): on 140 held-out two-step
+problems the original scores 8.6% and the teacher 63.6%; the student, over student seeds 42 / 1 / 2,
+42.1% / 59.3% / 50.0% (+33.6 / +50.7 / +41.4 points). Seed-to-seed spread is ~8.5 points and the
+binomial noise of 140 problems ~4, so the asserted 25 points is about twice the spread below the
+mean. Before the original learned generic copying (`copy_rows`, see distill/toy/task.py), the same
+chain at 700 steps gave +48 / +19 / +2: the student sometimes never left its loss plateau.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import yaml
+
+from distill.config import REPO_ROOT
+
+TEACHER = ("toy://teacher?levels=2&hidden_size=64&num_layers=2&intermediate_size=256&train_problems=560"
+           "&epochs=30&learning_rate=0.003&batch_size=32")
+ORIGINAL = ("toy://student?levels=1,2&hidden_size=64&num_layers=2&intermediate_size=192&train_problems=600"
+            "&epochs=10&learning_rate=0.003&batch_size=32&copy_rows=600")
+STEPS = 400
+SEED = int(os.environ.get("DISTILL_TEST_DEMO_SEED", "42"))  # to re-measure the spread
+
+
+def test_scaled_down_demo_student_beats_its_original(tmp_path, monkeypatch):
+    from distill.toy.demo import run
+
+    monkeypatch.setenv("DISTILL_CACHE", str(tmp_path / "cache"))
+    teacher = tmp_path / "teacher.yaml"
+    teacher.write_text(yaml.safe_dump({
+        "backend": "hf", "model": TEACHER, "device": "cpu", "batch_size": 256,
+        "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 96, "n": 1},
+    }))
+    preset = yaml.safe_load((REPO_ROOT / "students" / "tiny.yaml").read_text())
+    preset.update(base=ORIGINAL, learning_rate=3e-3, save_steps=1000, seed=SEED,
+                  eval={"benchmarks": ["toy2-test"], "max_tokens": 96, "teacher": str(teacher)})
+    student = tmp_path / "student.yaml"
+    student.write_text(yaml.safe_dump(preset))
+    train, test = tmp_path / "toy2.yaml", tmp_path / "toy2-test.yaml"
+    train.write_text(yaml.safe_dump({"name": "toy2", "task": "math",
+                                     "toy": {"split": "train", "n": 560, "seed": 1, "levels": [2]}}))
+    test.write_text(yaml.safe_dump({"name": "toy2-test", "task": "math",
+                                    "toy": {"split": "test", "n": 140, "seed": 0, "levels": [2]}}))
+
+    summary = run(tmp_path / "out", [f"teacher={teacher}", f"size={student}", f"train_set={train}",
+                                      f"eval_set={test}", "prompts=560", "eval_problems=140",
+                                      "unfiltered=false", f"student_steps={STEPS}"])
+    acc = summary["held_out_pass@1"]
+    print(acc, summary["seconds"])
+    assert acc["student"] - acc["original"] >= 0.25, acc
+
+
+def test_copy_rows_are_deterministic_and_teach_no_arithmetic():
+    from distill.toy.task import copy_problems
+
+    rows = list(copy_problems(200, seed=3))
+    assert rows == list(copy_problems(200, seed=3)) and rows != list(copy_problems(200, seed=4))
+    for row in rows:
+        line = row["problem"].removeprefix("Write ").removesuffix(" three times.")
+        assert row["text"] == f"{line}\n{line}\n{line}"
+        assert "=" not in row["text"] and "boxed" not in row["text"]  # nothing evaluated, no answer format
