@@ -54,8 +54,7 @@ class DemoConfig:
     student_steps: int = 1000
     """Optimizer steps (of 32 traces) for each student. Equal for both, so filtered vs unfiltered
     compares data, not compute (at fixed epochs the unfiltered one got 60% more steps). Fewer is
-    faster but unsafe: at 650 steps the student was still on its loss plateau (23.5%); see
-    students/tiny.yaml for what was measured."""
+    faster but costs accuracy (600 steps: 35-45%); see students/tiny.yaml for what was measured."""
     student_overrides: list[str] | None = None
     """Extra key=value for the student preset (e.g. [num_epochs=2]); tests use it to scale down."""
 
