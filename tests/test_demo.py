@@ -40,16 +40,16 @@ def test_scaled_down_demo_student_beats_its_original(tmp_path, monkeypatch):
         "backend": "hf", "model": TEACHER, "device": "cpu", "batch_size": 256,
         "sampling": {"temperature": 0.6, "top_p": 0.95, "max_tokens": 96, "n": 1},
     }))
-    preset = yaml.safe_load((REPO_ROOT / "students" / "tiny.yaml").read_text())
-    preset.update(base=ORIGINAL, learning_rate=3e-3, save_steps=1000, seed=SEED,
-                  eval={"benchmarks": ["toy2-test"], "max_tokens": 96, "teacher": str(teacher)})
-    student = tmp_path / "student.yaml"
-    student.write_text(yaml.safe_dump(preset))
     train, test = tmp_path / "toy2.yaml", tmp_path / "toy2-test.yaml"
     train.write_text(yaml.safe_dump({"name": "toy2", "task": "math",
                                      "toy": {"split": "train", "n": 560, "seed": 1, "levels": [2]}}))
     test.write_text(yaml.safe_dump({"name": "toy2-test", "task": "math",
                                     "toy": {"split": "test", "n": 140, "seed": 0, "levels": [2]}}))
+    preset = yaml.safe_load((REPO_ROOT / "students" / "tiny.yaml").read_text())
+    preset.update(base=ORIGINAL, learning_rate=3e-3, save_steps=1000, seed=SEED,
+                  eval={"benchmarks": [str(test)], "max_tokens": 96, "teacher": str(teacher)})
+    student = tmp_path / "student.yaml"
+    student.write_text(yaml.safe_dump(preset))
 
     summary = run(tmp_path / "out", [f"teacher={teacher}", f"size={student}", f"train_set={train}",
                                       f"eval_set={test}", "prompts=560", "eval_problems=140",

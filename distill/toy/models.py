@@ -4,11 +4,13 @@
     resolve_model("toy://student")
 
 - `teacher`: a small Qwen2 trained on worked solutions in R1's format
-  (`<think>\\nFirst, 7 + 5 = 12.\\n...\\n</think>\\n\\nThe answer is \\boxed{32}.`). It reasons, but
-  not perfectly: at the sampling temperature it slips on some steps, so the filters have work.
+  (`<think>\\n7 - 5 + 3\\n= 2 + 3\\n= 5\\nSo the result is 5.\\n</think>\\n\\nThe answer is \\boxed{5}.`).
+  It reasons, but not perfectly: at the sampling temperature it slips on some steps, so the
+  filters have work.
 - `student`: a smaller Qwen2 pretrained on the same problem family with final answers only
-  (`<think>\\n\\n</think>\\n\\nThe answer is \\boxed{32}.`, the empty-think form R1-Distill and
-  Qwen3 use when they skip thinking): good at one-step problems, weak at multi-step ones.
+  (`<think>\\n\\n</think>\\n\\nThe answer is \\boxed{5}.`, the empty-think form R1-Distill and
+  Qwen3 use when they skip thinking), plus generic copying rows (`task.copy_problems`): good at
+  one-step problems, weak at multi-step ones.
 
 Building uses the transformers `Trainer` on prompt-masked chat rows: this is asset building, not
 the product's training path (that is `distill.students`, which trains the distilled student).
@@ -60,8 +62,8 @@ SPECS: dict[str, ToySpec] = {
     # sometimes stalled on a loss plateau (~0.14) and never learned the arithmetic.
     "teacher": ToySpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384, reasoning=True,
                        train_problems=3000, epochs=4, learning_rate=1e-3, batch_size=8),
-    # Answers only, plus generic copying: learns one-step problems, stays near chance (~12-16%)
-    # on 2-5 steps.
+    # Answers only, plus generic copying: learns one-step problems, stays weak on 2-5 steps
+    # (15.5% and 22.0% held-out in two builds; 12.0% before the copying rows).
     "student": ToySpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=256, reasoning=False,
                        train_problems=3000, epochs=3, learning_rate=1e-3, batch_size=8, copy_rows=3000),
 }
