@@ -68,3 +68,30 @@ def test_copy_rows_are_deterministic_and_teach_no_arithmetic():
         line = row["problem"].removeprefix("Write ").removesuffix(" three times.")
         assert row["text"] == f"{line}\n{line}\n{line}"
         assert "=" not in row["text"] and "boxed" not in row["text"]  # nothing evaluated, no answer format
+
+
+def test_two_students_train_at_once_and_a_failed_child_is_reported(tmp_path, tiny_llama):
+    import torch
+    from student_fixtures import arithmetic_traces, tiny_overrides, write_clean
+
+    from distill.students.card import read_record
+    from distill.toy.demo import _train_both
+
+    data = write_clean(tmp_path / "clean.jsonl", arithmetic_traces(16))
+    ov = tiny_overrides(tiny_llama, "max_steps=3", "per_device_batch_size=4", "global_batch_size=4",
+                        "save_steps=100", "eval=null")
+    first = {"size": "tiny", "data": data, "out_dir": tmp_path / "a", "overrides": ov}
+    second = {"size": "tiny", "data": data, "out_dir": tmp_path / "b", "overrides": ov}
+    threads = torch.get_num_threads()
+    _train_both(first, second)
+    assert torch.get_num_threads() == threads  # the eval after it gets every thread back
+    half = max(1, threads // 2)
+    for name, want in (("a", max(1, threads - half)), ("b", half)):
+        assert (tmp_path / name / "final" / "model.safetensors").exists()
+        assert read_record(tmp_path / name)["config"]["torch_threads"] == want
+    assert "Tokenising traces" in (tmp_path / "b" / "train.log").read_text()  # the child's output went there
+
+    broken = dict(second, data=tmp_path / "missing.jsonl", out_dir=tmp_path / "c")
+    with pytest.raises(RuntimeError, match=r"unfiltered student failed \(exit code 1\); see .*c/train\.log"):
+        _train_both(dict(first, out_dir=tmp_path / "d"), broken)
+    assert "missing.jsonl" in (tmp_path / "c" / "train.log").read_text()
