@@ -129,6 +129,27 @@ def test_pool_kills_a_worker_stuck_outside_python():
     assert out == ["ok 0.0", "lost 30.0", "ok 0.0"]
 
 
+def test_pool_workers_stop_after_the_last_result_and_when_abandoned():
+    # The join runs behind the caller (pebble's manager polls every 0.1 s); the workers must still go.
+    import multiprocessing
+
+    from distill.verify.pool import chunked, imap_chunks
+
+    def workers_gone() -> bool:
+        deadline = time.monotonic() + 5
+        while multiprocessing.active_children() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return not multiprocessing.active_children()
+
+    out = [r for chunk in imap_chunks(_sleepy, chunked([0.0] * 6, 2), workers=2, item_deadline=5,
+                                      on_lost=lambda item, why: why) for r in chunk]
+    assert out == ["ok 0.0"] * 6 and workers_gone()
+    stream = imap_chunks(_sleepy, chunked([0.0] * 40, 2), workers=2, item_deadline=5, on_lost=lambda item, why: why)
+    assert next(stream) == ["ok 0.0"] * 2
+    stream.close()  # a caller that stops reading early
+    assert workers_gone()
+
+
 def _sleepy(chunk):
     import signal
 
