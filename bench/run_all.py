@@ -173,6 +173,7 @@ TABLES = (
            ("requests/s at concurrency 256", ("throughput.256.requests_per_s",)),
            ("fraction of ideal at concurrency 256", ("throughput.256.fraction_of_ideal",)),
            ("same, client_processes=2", ("throughput.256x2.fraction_of_ideal",)),
+           ("same, transport: aiohttp, one process", ("throughput.256-aiohttp.fraction_of_ideal",)),
            ("orchestration CPU ms/sample (instant teacher)", ("orchestration_cpu_ms_per_sample",)),
            ("peak RSS growth, bytes per prompt", ("rss_bytes_per_prompt",)))),
 )

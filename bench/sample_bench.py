@@ -5,7 +5,8 @@
 
 What it reports:
 - requests/s at concurrency 16, 64 and 256 as a fraction of the ideal concurrency / latency
-  (target: >= 0.9 at 256), with the client's CPU seconds;
+  (target: >= 0.9 at 256), with the client's CPU seconds: through the openai SDK in 1 and 2
+  client processes, and with `transport: aiohttp` in one;
 - peak RSS of the client process as the prompt count grows (target: flat), and its CPU seconds;
 - the CPU per sample of our orchestration alone (a backend that answers at once), to separate
   it from the HTTP client's cost.
@@ -114,10 +115,11 @@ def _write_prompts(folder: Path, n: int) -> Path:
 
 
 def _client(folder: Path, url: str, concurrency: int, prompts: Path, tag: str, fake: bool = False,
-            processes: int = 1) -> dict:
-    teacher = folder / f"teacher-{concurrency}-{processes}.yaml"
+            processes: int = 1, transport: str = "openai") -> dict:
+    teacher = folder / f"teacher-{concurrency}-{processes}-{transport}.yaml"
     teacher.write_text(f"backend: openai\nmodel: bench\nbase_url: [{url}]\nconcurrency: {concurrency}\n"
-                       f"client_processes: {processes}\ntimeout: 60\nsampling: {{n: 1, max_tokens: 256}}\n")
+                       f"client_processes: {processes}\ntransport: {transport}\ntimeout: 60\n"
+                       "sampling: {n: 1, max_tokens: 256}\n")
     out = folder / f"out-{tag}"
     proc = subprocess.run([sys.executable, __file__, "--child", "--teacher", str(teacher), "--prompts", str(prompts),
                            "--out", str(out)] + (["--fake"] if fake else []), capture_output=True, text=True, cwd=REPO,
@@ -132,8 +134,10 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--quick", action="store_true", help="small counts (about a minute)")
     p.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
     p.add_argument("--seconds", type=float, default=None, help="target duration of each throughput run")
-    p.add_argument("--processes", type=int, nargs="+", default=[1, 2],
-                   help="client_processes values to measure (distill.teachers.openai_pool)")
+    p.add_argument("--processes", type=int, nargs="*", default=[1, 2],
+                   help="client_processes values to measure with the openai SDK (distill.teachers.openai_pool)")
+    p.add_argument("--aiohttp-processes", type=int, nargs="*", default=[1],
+                   help="client_processes values to measure with `transport: aiohttp` (none: skip it)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--teacher", help=argparse.SUPPRESS)
     p.add_argument("--prompts", help=argparse.SUPPRESS)
@@ -150,21 +154,25 @@ def main(argv: list[str] | None = None) -> dict:
         results: dict = {"latency_s": args.latency, "throughput": {}, "memory": {}}
         folder = Path(tmp)
         print(f"server latency {args.latency * 1000:.0f} ms; each throughput run lasts about {seconds:.0f} s")
-        print(f"{'processes':>9} {'concurrency':>11} {'requests':>9} {'req/s':>8} {'ideal':>8} {'fraction':>8} "
+        print(f"{'transport':>9} {'processes':>9} {'concurrency':>11} {'requests':>9} {'req/s':>8} {'ideal':>8} {'fraction':>8} "
               f"{'client CPU s':>12} {'CPU ms/req':>10}")
-        for processes in args.processes:
+        runs = [("openai", p) for p in args.processes] + [("aiohttp", p) for p in args.aiohttp_processes]
+        for transport, processes in runs:
             for concurrency in (16, 64, 256):
                 ideal = concurrency / args.latency
                 n = int(ideal * seconds)
-                r = _client(folder, url, concurrency, _write_prompts(folder, n), f"c{concurrency}-p{processes}",
-                            processes=processes)
+                r = _client(folder, url, concurrency, _write_prompts(folder, n),
+                            f"c{concurrency}-p{processes}-{transport}", processes=processes, transport=transport)
                 rate = r["written"] / r["wall_s"]
                 row = {"requests": r["written"], "requests_per_s": round(rate, 1), "ideal_per_s": round(ideal, 1),
                        "fraction_of_ideal": round(rate / ideal, 3), "client_cpu_s": round(r["cpu_s"], 2),
                        "cpu_ms_per_request": round(1000 * r["cpu_s"] / max(1, r["written"]), 3)}
-                # Key by concurrency for one process (what the report has always read), by both otherwise.
-                results["throughput"][concurrency if processes == 1 else f"{concurrency}x{processes}"] = row
-                print(f"{processes:>9} {concurrency:>11} {row['requests']:>9} {rate:>8.1f} {ideal:>8.1f} "
+                # Key by concurrency for one SDK process (what the report has always read), else by
+                # concurrency x processes, with "-aiohttp" for the aiohttp transport.
+                key = f"{concurrency}" if processes == 1 else f"{concurrency}x{processes}"
+                key += "-aiohttp" if transport == "aiohttp" else ""
+                results["throughput"][int(key) if key.isdigit() else key] = row
+                print(f"{transport:>9} {processes:>9} {concurrency:>11} {row['requests']:>9} {rate:>8.1f} {ideal:>8.1f} "
                       f"{row['fraction_of_ideal']:>8.3f} {row['client_cpu_s']:>12.2f} {row['cpu_ms_per_request']:>10.3f}")
 
         print("\nmemory at concurrency 256 as the prompt count grows")

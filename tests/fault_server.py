@@ -54,6 +54,8 @@ class FaultServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.faults_sent: dict[str, int] = {}
+        self.user_agents: dict[str, int] = {}
+        """Requests per client (the User-Agent up to its first '/'): tells the SDK from plain aiohttp."""
         self.ports: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
@@ -162,6 +164,8 @@ class FaultServer:
             return True
         self.requests += 1
         self.by_port[port] = self.by_port.get(port, 0) + 1
+        agent = headers.get("user-agent", "").split("/")[0]
+        self.user_agents[agent] = self.user_agents.get(agent, 0) + 1
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -80,6 +81,10 @@ def test_config_errors_say_what_to_do():
         load_teacher_config("r1", ["top_p=0"])
     with pytest.raises(ConfigError, match="No teachers entry 'qwk'.*Did you mean 'qwq'"):
         load_teacher_config("qwk")
+    with pytest.raises(ConfigError, match="key 'transport': 'httpx' is not one of.*Did you mean 'aiohttp'"):
+        load_teacher_config("local-server", ["transport=httpx"])
+    with pytest.raises(ConfigError, match="`transport` is 'openai' .* or 'aiohttp', got 'httpx'"):
+        TeacherConfig(model="m", base_url=["http://x/v1"], transport="httpx")
 
 
 def test_missing_key_names_the_variable(monkeypatch):
@@ -322,6 +327,9 @@ def test_openai_backend_against_transformers_serve(transformers_server, tiny_qwe
     for t in traces:
         assert t.finish_reason in ("stop", "length") and 0 < t.completion_tokens <= 8 and t.prompt_tokens > 0
         assert (t.reasoning + t.answer).strip() and t.teacher["model"] == str(tiny_qwen2)
-    # The eval path: the same backend through generate().
-    out = load_teacher(teacher).generate(CHATS[:2], SamplingParams(n=1, max_tokens=4))
-    assert [len(cs) for cs in out] == [1, 1] and all(cs[0].finish_reason in ("stop", "length") for cs in out)
+    # The eval path: the same backend through generate(), with each transport.
+    for transport in ("openai", "aiohttp"):
+        cfg = dataclasses.replace(load_teacher_config(teacher), transport=transport)
+        out = load_teacher(cfg).generate(CHATS[:2], SamplingParams(n=1, max_tokens=4))
+        assert [len(cs) for cs in out] == [1, 1] and all(cs[0].finish_reason in ("stop", "length") for cs in out)
+        assert all(cs[0].completion_tokens and cs[0].raw.get("id") for cs in out), transport

@@ -55,6 +55,11 @@ class TeacherConfig:
     """Processes sending the requests (distill.teachers.openai_pool). One handles ~1,000 requests/s
     (the openai SDK costs ~1 ms of CPU per request); raise it for a fast self-hosted server with
     short completions. The DeepSeek API at 64 in flight needs one."""
+    transport: Literal["openai", "aiohttp"] = "openai"
+    """How requests are sent. openai: through the openai SDK (the default; what the DeepSeek and
+    OpenAI APIs are tested with). aiohttp: plain aiohttp POSTs to <base_url>/chat/completions with
+    the same body, errors and retries, at ~0.2 ms of CPU per request instead of ~1 ms: for a fast
+    self-hosted server with short completions, where one SDK process caps near 1,000 requests/s."""
     timeout: float = 1800.0
     """Seconds per request. R1 at 32k tokens can think for 15 minutes without streaming."""
     max_retries: int = 8
@@ -90,6 +95,8 @@ class TeacherConfig:
         if self.backend == "openai" and not self.base_url:
             raise ConfigError(f"{where}: backend 'openai' needs `base_url` (e.g. https://api.deepseek.com or "
                               "http://localhost:8000/v1)")
+        if self.transport not in ("openai", "aiohttp"):
+            raise ConfigError(f"{where}: `transport` is 'openai' (the openai SDK) or 'aiohttp', got {self.transport!r}")
         for key in ("concurrency", "client_processes", "batch_size", "tensor_parallel_size", "max_consecutive_failures"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: `{key}` must be at least 1, got {getattr(self, key)}")
