@@ -121,11 +121,9 @@ class OpenAITeacher:
         self._in_flight[i] += 1
         start = time.monotonic()
         if self.cfg.transport == "aiohttp":
+            # No wait_for (a task per request): the session's ClientTimeout(total=) bounds the whole request.
             try:
-                data = await asyncio.wait_for(self._post_aiohttp(i, messages, params), self.cfg.timeout)
-            except asyncio.TimeoutError:
-                raise TeacherError(f"no answer within {self.cfg.timeout:g} s (timeout)", kind="timeout",
-                                   retryable=True) from None
+                data = await self._post_aiohttp(i, messages, params)
             finally:
                 if i < len(self._in_flight):
                     self._in_flight[i] -= 1
