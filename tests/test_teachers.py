@@ -146,6 +146,24 @@ def test_hf_batched_greedy_equals_one_at_a_time(varied_qwen2):
     assert len({c[0].reasoning + c[0].answer for c in batched}) == 3
 
 
+def test_hf_batches_prompts_of_similar_length_and_answers_in_input_order(varied_qwen2, monkeypatch):
+    teacher = load_teacher(TeacherConfig(name="tiny", backend="hf", model=str(varied_qwen2), batch_size=2))
+    chats = [[{"role": "user", "content": "x" * n}] for n in (40, 2, 30, 1, 20, 3)]
+    seen: list[list[int]] = []
+    real = teacher._generate_batch
+
+    def spy(prompts, params):
+        seen.append([len(p[0]["content"]) for p in prompts])
+        return real(prompts, params)
+
+    monkeypatch.setattr(teacher, "_generate_batch", spy)
+    greedy = SamplingParams(temperature=0.0, max_tokens=6)
+    out = teacher.generate(chats, greedy)
+    assert seen == [[1, 2], [3, 20], [30, 40]]
+    single = [real([chat], greedy)[0] for chat in chats]
+    assert [[c.reasoning + c.answer for c in cs] for cs in out] == [[c.reasoning + c.answer for c in cs] for cs in single]
+
+
 def test_hf_samples_n_per_prompt_with_a_seed(varied_qwen2):
     teacher = load_teacher(TeacherConfig(name="tiny", backend="hf", model=str(varied_qwen2), batch_size=4))
     params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=10, n=3, seed=11)

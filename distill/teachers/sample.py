@@ -404,15 +404,18 @@ async def sample_async(teacher: Any, work: Iterator[tuple[Prompt, list[tuple[int
 
 def sample_batches(teacher: Teacher, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]], sink: Sink,
                    cfg: TeacherConfig, params: SamplingParams) -> None:
-    """Local engines: gather about `cfg.batch_size` sequences, one generate call per batch."""
+    """Local engines: gather about `cfg.batch_size` sequences (hf: four batches' worth, which it
+    sorts by prompt length into batches), one generate call per gathering."""
     batch: list[tuple[Prompt, list[tuple[int, str]]]] = []
     size = 0
+    # A kill loses at most one gathering: four hf batches, which on CPU is seconds of work.
+    gather = cfg.batch_size * (4 if cfg.backend == "hf" else 1)
     for prompt, todo, already in work:
         _account(sink.stats, sink.progress, already)
         if todo:
             batch.append((prompt, todo))
             size += len(todo)
-        if size >= cfg.batch_size:
+        if size >= gather:
             _run_batch(teacher, batch, sink, params)
             batch, size = [], 0
     if batch:
