@@ -169,9 +169,10 @@ def main(argv: list[str] | None = None) -> dict:
                        "cpu_ms_per_request": round(1000 * r["cpu_s"] / max(1, r["written"]), 3)}
                 # Key by concurrency for one SDK process (what the report has always read), else by
                 # concurrency x processes, with "-aiohttp" for the aiohttp transport.
-                key = f"{concurrency}" if processes == 1 else f"{concurrency}x{processes}"
-                key += "-aiohttp" if transport == "aiohttp" else ""
-                results["throughput"][int(key) if key.isdigit() else key] = row
+                key: int | str = concurrency if processes == 1 else f"{concurrency}x{processes}"
+                if transport == "aiohttp":
+                    key = f"{key}-aiohttp"
+                results["throughput"][key] = row
                 print(f"{transport:>9} {processes:>9} {concurrency:>11} {row['requests']:>9} {rate:>8.1f} {ideal:>8.1f} "
                       f"{row['fraction_of_ideal']:>8.3f} {row['client_cpu_s']:>12.2f} {row['cpu_ms_per_request']:>10.3f}")
 

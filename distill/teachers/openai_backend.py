@@ -55,12 +55,6 @@ class OpenAITeacher:
         return min(((start + i) % n for i in range(n)), key=lambda i: self._in_flight[i])
 
     def _open(self, loop: asyncio.AbstractEventLoop) -> None:
-        import openai
-
-        # The client keeps 100 idle connections by default; above that each request would reconnect.
-        # Limits is httpx's (or its fork's, by openai version): take the class from openai itself.
-        limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
-            max_connections=self.cfg.concurrency + 8, max_keepalive_connections=self.cfg.concurrency + 8)
         if self.cfg.transport == "aiohttp":
             import aiohttp
 
@@ -73,6 +67,12 @@ class OpenAITeacher:
                 for _ in self.cfg.base_url
             ]
         else:
+            import openai
+
+            # The client keeps 100 idle connections by default; above that each request would reconnect.
+            # Limits is httpx's (or its fork's, by openai version): take the class from openai itself.
+            limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+                max_connections=self.cfg.concurrency + 8, max_keepalive_connections=self.cfg.concurrency + 8)
             self._clients = [
                 openai.AsyncOpenAI(
                     base_url=url, api_key=self._key, timeout=self.cfg.timeout,
@@ -115,19 +115,27 @@ class OpenAITeacher:
 
     async def acomplete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         """One completion; every failure is raised as a classified `TeacherError`."""
-        import openai
-
         i = self._client()
         self._in_flight[i] += 1
+        try:
+            post = self._post_aiohttp if self.cfg.transport == "aiohttp" else self._post_openai
+            data = await post(i, messages, params)
+        finally:
+            if i < len(self._in_flight):
+                self._in_flight[i] -= 1
+        return self._completion(data)
+
+    def _timeout(self) -> TeacherError:
+        return TeacherError(f"no answer within {self.cfg.timeout:g} s (timeout)", kind="timeout", retryable=True)
+
+    def _connection_error(self, e: BaseException) -> TeacherError:
+        return TeacherError(self._redact(f"connection failed ({_root_cause(e)})"), kind="connection", retryable=True)
+
+    async def _post_openai(self, i: int, messages: list[dict[str, str]], params: SamplingParams) -> Any:
+        """The openai transport: one `client.post`, its failures classified."""
+        import openai
+
         start = time.monotonic()
-        if self.cfg.transport == "aiohttp":
-            # No wait_for (a task per request): the session's ClientTimeout(total=) bounds the whole request.
-            try:
-                data = await self._post_aiohttp(i, messages, params)
-            finally:
-                if i < len(self._in_flight):
-                    self._in_flight[i] -= 1
-            return self._completion(data)
         try:
             # `client.post` (the SDK's documented way to send any request) rather than
             # `chat.completions.create`: same auth, errors and pooling, without the typed request
@@ -135,31 +143,24 @@ class OpenAITeacher:
             # of the client's total (measured with bench/sample_bench.py at 256 in flight).
             # wait_for: the client's timeout is per read, and a server that trickles keep-alive
             # bytes (DeepSeek does, while it thinks) would never trip it; this bounds the whole request.
-            response = await asyncio.wait_for(
+            return await asyncio.wait_for(
                 self._clients[i].post("/chat/completions", body=self.request_body(messages, params), cast_to=dict),
                 self.cfg.timeout)
         except openai.APIStatusError as e:
             raise self._status_error(e.status_code, e.response.headers, _error_text(e)) from None
         except asyncio.TimeoutError:
-            raise TeacherError(f"no answer within {self.cfg.timeout:g} s (timeout)", kind="timeout",
-                               retryable=True) from None
+            raise self._timeout() from None
         except openai.APIConnectionError as e:  # APITimeoutError included
             # The aiohttp transport reports a dropped connection as a timeout: tell them apart by the clock.
             if isinstance(e, openai.APITimeoutError) and time.monotonic() - start >= 0.9 * self.cfg.timeout:
-                raise TeacherError(f"no answer within {self.cfg.timeout:g} s (timeout)", kind="timeout",
-                                   retryable=True) from None
-            raise TeacherError(self._redact(f"connection failed ({_root_cause(e)})"), kind="connection",
-                               retryable=True) from None
+                raise self._timeout() from None
+            raise self._connection_error(e) from None
         except openai.APIResponseValidationError as e:
             raise TeacherError(self._redact(f"response is not a chat completion ({e})"), kind="bad_response",
                                retryable=True) from None
         except (ValueError, TypeError) as e:  # a 200 whose body is not JSON (JSONDecodeError is a ValueError)
             raise TeacherError(self._redact(f"malformed response body ({type(e).__name__}: {e})"),
                                kind="bad_response", retryable=True) from None
-        finally:
-            if i < len(self._in_flight):
-                self._in_flight[i] -= 1
-        return self._completion(response)
 
     def _completion(self, data: Any) -> Completion:
         if not isinstance(data, dict):  # a 200 with a non-JSON content type comes back as text
@@ -204,15 +205,14 @@ class OpenAITeacher:
 
         url = self.cfg.base_url[i].rstrip("/") + "/chat/completions"
         try:
+            # No wait_for (a task per request): the session's ClientTimeout(total=) bounds the whole request.
             async with self._clients[i].post(url, json=self.request_body(messages, params)) as resp:
                 body = await resp.read()
                 status, headers = resp.status, resp.headers
         except asyncio.TimeoutError:
-            raise TeacherError(f"no answer within {self.cfg.timeout:g} s (timeout)", kind="timeout",
-                               retryable=True) from None
+            raise self._timeout() from None
         except aiohttp.ClientError as e:  # refused, reset, dropped mid-answer, bad HTTP
-            raise TeacherError(self._redact(f"connection failed ({_root_cause(e)})"), kind="connection",
-                               retryable=True) from None
+            raise self._connection_error(e) from None
         text = body.decode("utf-8", errors="replace")
         try:
             data = json.loads(text) if text.strip() else None
