@@ -4,7 +4,7 @@
     resolve_model("toy://student")
 
 - `teacher`: a small Qwen2 trained on worked solutions in R1's format
-  (`<think>\\n7 - 5 + 3\\n= 2 + 3\\n= 5\\nSo the result is 5.\\n</think>\\n\\nThe answer is \\boxed{5}.`).
+  (`<think>\\n7-5+3\\n=2+3\\n=5\\n</think>\\n\\nThe answer is \\boxed{5}.`).
   It reasons, but not perfectly: at the sampling temperature it slips on some steps, so the
   filters have work.
 - `student`: a smaller Qwen2 pretrained on the same problem family with final answers only
@@ -56,14 +56,17 @@ class ToySpec:
 
 
 SPECS: dict[str, ToySpec] = {
-    # Measured on 2 cores : 3000 problems x 4 epochs at batch 8,
-    # lr 1e-3 trains in ~4.5 min and gives 77% greedy / 64% at temperature 0.6 on held-out 1-5 step
-    # problems: a teacher that reasons but slips, so the filters have work. Higher rates (2e-3)
-    # sometimes stalled on a loss plateau (~0.14) and never learned the arithmetic.
+    # Measured on 2 cores: 3000 problems x 3.5 epochs at batch 8, lr 1e-3 trains in ~1.5 min and
+    # gives 52.5% at temperature 0.6 on held-out 1-5 step problems (58% of its training-set samples
+    # pass math_correct): a teacher that reasons but slips, so the filters have work. Epochs decide
+    # how often it slips: 3 gave 32.5% (too few right traces to learn from: student 41%), 4 gave
+    # 79%, and then the unfiltered student learned as much as the filtered one (80.0% / 80.0%).
+    # Higher rates (2e-3) sometimes stalled on a loss plateau (~0.14) and never learned the arithmetic.
     "teacher": ToySpec(hidden_size=128, num_layers=4, num_heads=4, intermediate_size=384, reasoning=True,
-                       train_problems=3000, epochs=4, learning_rate=1e-3, batch_size=8),
+                       train_problems=3000, epochs=3.5, learning_rate=1e-3, batch_size=8),
     # Answers only, plus generic copying: learns one-step problems, stays weak on 2-5 steps
-    # (15.5% and 22.0% held-out in two builds; 12.0% before the copying rows).
+    # (15.5% and 22.0% held-out in two builds; 12.0% before the copying rows; 24.5% since the task
+    # dropped its spaces).
     "student": ToySpec(hidden_size=96, num_layers=3, num_heads=4, intermediate_size=256, reasoning=False,
                        train_problems=3000, epochs=3, learning_rate=1e-3, batch_size=8, copy_rows=3000),
 }
@@ -100,6 +103,8 @@ def resolve_model(uri: str) -> Path:
                 changes[key] = tuple(int(v) for v in value.split(","))
             elif isinstance(current, bool):
                 changes[key] = value.lower() in ("1", "true", "yes")
+            elif ToySpec.__dataclass_fields__[key].type == "float":  # epochs=3.5; epochs=3 stays an int
+                changes[key] = int(value) if value.isdigit() else float(value)
             else:
                 changes[key] = type(current)(value)
         spec = replace(spec, **changes)

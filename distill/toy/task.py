@@ -1,6 +1,6 @@
 """The embedded reasoning task: chains of additions and subtractions with exact answers.
 
-    Compute 7 - 5 + 3 + 2 - 4.
+    Compute 7-5+3+2-4.
 
 Level = number of operations (1-5); every intermediate value stays in 0..9, so each step is one
 of about a hundred facts. A one-step problem is a lookup a small model learns from answers alone;
@@ -40,7 +40,7 @@ def make_problem(rng: random.Random, level: int) -> dict:
         op, b = rng.choice(ops)
         new = value + b if op == "+" else value - b
         steps.append((value, op, b, new))
-        expr = f"{expr} {op} {b}"
+        expr = f"{expr}{op}{b}"
         value = new
     return {"problem": f"Compute {expr}.", "answer": str(value), "level": level, "steps": steps}
 
@@ -48,12 +48,20 @@ def make_problem(rng: random.Random, level: int) -> dict:
 def reasoning_text(steps: list[tuple[int, str, int, int]]) -> str:
     """The worked solution as a rewriting scratchpad: each line evaluates the first operation and
     copies the rest of the line above. Every copy is local (one line up), which a small
-    transformer learns reliably; copying operands from the problem far back did not always train."""
-    rest = [f"{op} {b}" for _, op, b, _ in steps]
-    lines = [" ".join([str(steps[0][0]), *rest])]
+    transformer learns reliably; copying operands from the problem far back did not always train.
+
+        7-5+3
+        =2+3
+        =5
+
+    Written without spaces: the toy tokenizer (like Qwen's) splits every digit off, so `7 - 5`
+    costs five tokens and `7-5` three. A toy trace is ~87 tokens instead of ~110, and the
+    students' steps, nine tenths of `make demo`, cost about 30% less. (A closing line
+    `So the result is 5.` went too: it only repeated the last line.)"""
+    rest = [f"{op}{b}" for _, op, b, _ in steps]
+    lines = ["".join([str(steps[0][0]), *rest])]
     for i, (_, _, _, value) in enumerate(steps):
-        lines.append("= " + " ".join([str(value), *rest[i + 1:]]))
-    lines.append(f"So the result is {steps[-1][3]}.")
+        lines.append("=" + "".join([str(value), *rest[i + 1:]]))
     return "\n".join(lines)
 
 
@@ -76,7 +84,7 @@ def copy_problems(n: int, seed: int = 0) -> Iterator[dict]:
         terms = [str(rng.randint(0, MAX_VALUE))]
         for _ in range(rng.randint(1, 5)):
             terms += [rng.choice("+-"), str(rng.randint(0, MAX_VALUE))]
-        line = " ".join(terms)
+        line = "".join(terms)
         yield {"problem": f"Write {line} three times.", "text": "\n".join([line] * 3)}
 
 
