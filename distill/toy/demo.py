@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class DemoConfig:
     prompts: int = 3000
-    """Training problems sampled from the teacher (one trace each): ~1,800 survive the filters.
-    With 1,500 (~930 clean traces) the filtered student reached 53.5%; with 3,000, 80-88%."""
+    """Training problems sampled from the teacher (one trace each): ~1,750 survive the filters.
+    On the earlier spaced task, 1,500 (~930 clean traces) gave a filtered student of 53.5%."""
     eval_problems: int = 200
     """Held-out problems each model is evaluated on."""
     eval_k: int = 1
@@ -57,7 +57,7 @@ class DemoConfig:
     student_steps: int = 1000
     """Optimizer steps (of 32 traces) for each student. Equal for both, so filtered vs unfiltered
     compares data, not compute (at fixed epochs the unfiltered one got 60% more steps). Fewer is
-    faster but costs accuracy (600 steps: 35-45%); see students/tiny.yaml for what was measured."""
+    faster but costs accuracy (600 steps on the earlier spaced task: 35-45%); see students/tiny.yaml."""
     student_overrides: list[str] | None = None
     """Extra key=value for the student preset (e.g. [num_epochs=2]); tests use it to scale down."""
     parallel_students: bool = True
