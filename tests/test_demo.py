@@ -123,3 +123,19 @@ def test_toy_uri_query_sets_the_spec_and_caches_each_spec_apart(tmp_path, monkey
         models.resolve_model("toy://teacher?depth=3")
     with pytest.raises(ValueError, match="Unknown toy model 'toy://critic'"):
         models.resolve_model("toy://critic")
+
+
+def test_toy_scratchpad_rewrites_the_problem_line_by_line_to_its_answer():
+    from distill.toy.task import reasoning_text, toy_problems
+
+    items = list(toy_problems("train", 300, seed=5))
+    assert {it["level"] for it in items} == {1, 2, 3, 4, 5}
+    for it in items:
+        expr = it["problem"].removeprefix("Compute ").removesuffix(".")
+        lines = it["reasoning"].split("\n")
+        assert lines[0] == expr and " " not in it["reasoning"]  # no spaces: each one would cost a token
+        assert len(lines) == it["level"] + 1 and lines[-1] == "=" + it["answer"]
+        for before, after in zip(lines, lines[1:]):
+            assert after.startswith("=") and eval(after[1:]) == eval(before.lstrip("=")) == int(it["answer"])
+            assert len(after) - 1 == len(before.lstrip("=")) - 2  # one operation evaluated, the rest copied
+    assert reasoning_text([(7, "-", 5, 2), (2, "+", 3, 5)]) == "7-5+3\n=2+3\n=5"
