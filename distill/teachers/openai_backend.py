@@ -131,6 +131,10 @@ class OpenAITeacher:
     def _connection_error(self, e: BaseException) -> TeacherError:
         return TeacherError(self._redact(f"connection failed ({_root_cause(e)})"), kind="connection", retryable=True)
 
+    def _malformed(self, e: BaseException) -> TeacherError:
+        return TeacherError(self._redact(f"malformed response body ({type(e).__name__}: {e})"),
+                            kind="bad_response", retryable=True)
+
     async def _post_openai(self, i: int, messages: list[dict[str, str]], params: SamplingParams) -> Any:
         """The openai transport: one `client.post`, its failures classified."""
         import openai
@@ -159,8 +163,7 @@ class OpenAITeacher:
             raise TeacherError(self._redact(f"response is not a chat completion ({e})"), kind="bad_response",
                                retryable=True) from None
         except (ValueError, TypeError) as e:  # a 200 whose body is not JSON (JSONDecodeError is a ValueError)
-            raise TeacherError(self._redact(f"malformed response body ({type(e).__name__}: {e})"),
-                               kind="bad_response", retryable=True) from None
+            raise self._malformed(e) from None
 
     def _completion(self, data: Any) -> Completion:
         if not isinstance(data, dict):  # a 200 with a non-JSON content type comes back as text
@@ -217,16 +220,13 @@ class OpenAITeacher:
         try:
             data = json.loads(text) if text.strip() else None
         except ValueError as e:
-            data, bad = None, e
-        else:
-            bad = None
+            if status < 400:  # an error status is reported as such, whatever its body
+                raise self._malformed(e) from None
+            data = None
         if status >= 400:
             detail = data.get("error", data) if isinstance(data, dict) else None
             detail = detail.get("message") if isinstance(detail, dict) else detail
             raise self._status_error(status, headers, str(detail or text or "(no body)")[:500])
-        if bad is not None:
-            raise TeacherError(self._redact(f"malformed response body ({type(bad).__name__}: {bad})"),
-                               kind="bad_response", retryable=True)
         if data is None:  # DeepSeek under load: a 200 with nothing in it
             raise TeacherError("empty response body", kind="empty", retryable=True)
         return data
