@@ -2,11 +2,14 @@
 PYTHON ?= python3
 VENV ?= .venv
 OUT ?= out
-TEACHER ?= tiny
-PROMPTS ?= toy
+# TEACHER and PROMPTS have no default here: the traces stages fall back to the toy set, and a
+# student (rl, export) of any size but tiny stops and asks for them rather than train on toy traces.
+TEACHER ?=
+PROMPTS ?=
 SIZE ?= tiny
 ARGS ?=
 DISTILL = $(VENV)/bin/distill
+TRACES = $(if $(TEACHER),--teacher $(TEACHER)) $(if $(PROMPTS),--prompts $(PROMPTS))
 
 .PHONY: install demo traces filter student eval test bench
 
@@ -19,16 +22,16 @@ demo: install
 	$(DISTILL) demo --out $(OUT) $(ARGS)
 
 traces: install
-	$(DISTILL) traces --teacher $(TEACHER) --prompts $(PROMPTS) --out $(OUT) $(if $(SHARD),--shard $(SHARD)) $(ARGS)
+	$(DISTILL) traces $(TRACES) --out $(OUT) $(if $(SHARD),--shard $(SHARD)) $(ARGS)
 
 filter: install
-	$(DISTILL) filter --teacher $(TEACHER) --prompts $(PROMPTS) --out $(OUT) $(ARGS)
+	$(DISTILL) filter $(TRACES) --out $(OUT) $(ARGS)
 
 student: install
-	$(DISTILL) student --size $(SIZE) --teacher $(TEACHER) --prompts $(PROMPTS) --out $(OUT) $(if $(NODES),--nodes $(NODES)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
+	$(DISTILL) student --size $(SIZE) $(TRACES) --out $(OUT) $(if $(NODES),--nodes $(NODES)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
 
 eval: install
-	$(DISTILL) eval --size $(SIZE) --out $(OUT) $(if $(filter command line,$(origin TEACHER)),--teacher $(TEACHER)) $(ARGS)
+	$(DISTILL) eval --size $(SIZE) --out $(OUT) $(if $(TEACHER),--teacher $(TEACHER)) $(ARGS)
 
 test: install
 	$(VENV)/bin/python -m pytest -q tests

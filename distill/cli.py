@@ -51,9 +51,10 @@ def _filter(a: argparse.Namespace) -> None:
 
 
 def _student(a: argparse.Namespace) -> None:
+    from distill.students.config import training_data
     from distill.students.train import run
 
-    data = Path(a.data) if a.data else traces_dir(a.out, a.teacher, a.prompts) / "clean.jsonl"
+    data = training_data(a.size, out=a.out, teacher=a.teacher, prompts=a.prompts, data=a.data)
     run(size=a.size, data=data, out_dir=student_dir(a.out, a.size), nodes=a.nodes, gpus=a.gpus,
         overrides=a.overrides)
 
@@ -100,8 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = stage("student", "Stage 3: fine-tune a student on clean.jsonl into students/<size>/.", _student)
     p.add_argument("--size", default="tiny", help="students/<size>.yaml or a YAML path (ls students/)")
-    p.add_argument("--teacher", default="tiny", help="teacher whose clean traces to train on")
-    p.add_argument("--prompts", default="toy", help="prompt set whose clean traces to train on")
+    p.add_argument("--teacher", default=None, help="teacher whose clean traces to train on (default: the preset's `traces`; only tiny has one)")
+    p.add_argument("--prompts", default=None, help="prompt set whose clean traces to train on")
     p.add_argument("--data", default=None, help="train on this clean JSONL instead")
     p.add_argument("--nodes", type=int, default=None, help="number of machines (multi-node launch)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs per machine")

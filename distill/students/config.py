@@ -56,6 +56,9 @@ class StudentConfig:
     """Hub revision (branch, tag or commit) of `base`; pin it for reproducible runs."""
     template: Literal["chatml", "llama3"] = "chatml"
     """Chat format the student learns (see distill/students/templates.py); must fit the base's special tokens."""
+    traces: str | None = None
+    """Traces to train on when TEACHER and PROMPTS are not given: `<teacher>/<prompts>` (out/traces/<teacher>/<prompts>/
+    clean.jsonl) or a path to a clean JSONL. Only tiny names the toy traces; None: TEACHER and PROMPTS are required."""
 
     # ---- long context
     max_length: int = 32_768
@@ -259,6 +262,36 @@ class StudentConfig:
             accumulation = self.global_batch_size // per_step
         return dataclasses.replace(self, nodes=new_nodes, gpus_per_node=new_gpus,
                                    gradient_accumulation_steps=accumulation)
+
+
+def training_data(size: str | Path, *, out: str | Path, teacher: str | None, prompts: str | None,
+                  data: str | Path | None = None, stage: str = "student") -> Path:
+    """The clean JSONL a stage trains on: `data`; else TEACHER/PROMPTS's clean.jsonl; else the preset's `traces`.
+
+    A GPU size never falls back to the toy traces: without TEACHER and PROMPTS (and without
+    `traces:` in its preset) it stops with an error that names them. `make rl` / `make export`
+    resolve their data the same way.
+    """
+    from distill.cli import traces_dir  # a plain path helper; imports nothing heavy
+
+    if data:
+        return Path(data)
+    if teacher and prompts:
+        return traces_dir(out, teacher, prompts) / "clean.jsonl"
+    path = menu_path("students", size)
+    named = load_config(StudentConfig, path).traces
+    if named and not (teacher or prompts):
+        if named.endswith((".jsonl", ".json")):
+            return Path(named).expanduser()
+        if named.count("/") != 1:
+            raise ConfigError(f"{path}: 'traces' = {named!r} is neither <teacher>/<prompts> nor a .jsonl path")
+        return traces_dir(out, *named.split("/")) / "clean.jsonl"
+    missing = " and ".join(n for n, v in (("TEACHER", teacher), ("PROMPTS", prompts)) if not v)
+    raise ConfigError(
+        f"make {stage} SIZE={Path(size).stem} needs {missing}: which traces to train on "
+        f"(out/traces/<TEACHER>/<PROMPTS>/clean.jsonl). Only SIZE=tiny defaults to the toy traces. "
+        f"Run e.g. `make {stage} SIZE={Path(size).stem} TEACHER=r1 PROMPTS=openr1-math` (ls teachers/ datasets/), "
+        f"pass a file with --data, or name the traces in {path.name} (`traces: <teacher>/<prompts>`)")
 
 
 def load_student_config(size: str | Path, overrides: list[str] | None = None, nodes: int | None = None,

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 RUN_CONTROL_KEYS = {
     "save_steps", "save_total_limit", "logging_steps", "report_to", "dataset_num_proc", "torch_threads",
     "eval_callback", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
-    "per_device_batch_size", "gradient_accumulation_steps",
+    "per_device_batch_size", "gradient_accumulation_steps", "traces",
 }
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
@@ -99,7 +99,7 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
         header = [line[2:] for line in preset.read_text().splitlines()[:8]
                   if line.startswith(("# Hardware", "# Wall time"))]
         batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.devices
-        print("\n".join([f"preset: {preset}", *header,
+        print("\n".join([f"preset: {preset}", *header, f"data: {data}",
                          (f"batch: {cfg.per_device_batch_size} per device x {cfg.gradient_accumulation_steps} "
                           f"accumulation x {cfg.devices} devices = {batch}"),
                          f"launch: {format_command(command) if command else 'in this process (one device)'}"]))
