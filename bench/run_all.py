@@ -77,6 +77,7 @@ JOBS = (
     Job("code", "bench/code_bench.py", ("--quick",), ("--quick",), timeout_s=180, repeats=2, needs_shared_data=True),
     Job("sampling_stage", "bench/sample_bench.py", ("--quick", "--seconds", "2"), ("--quick", "--seconds", "1"),
         timeout_s=300, repeats=1),
+    Job("attention", "bench/attention_bench.py", (), ("--quick",), timeout_s=120, repeats=1, needs_shared_data=True),
 )
 
 
@@ -176,6 +177,17 @@ TABLES = (
            ("same, transport: aiohttp, one process", ("throughput.256-aiohttp.fraction_of_ideal",)),
            ("orchestration CPU ms/sample (instant teacher)", ("orchestration_cpu_ms_per_sample",)),
            ("peak RSS growth, bytes per prompt", ("rss_bytes_per_prompt",)))),
+    Table("Attention compute on real tokens: the 7b preset's batching on Sky-T1 lengths (bench/attention_bench.py)",
+          "attention", ("value",),
+          (("traces (Sky-T1 outputs, Qwen2.5 tokens)", ("traces",)),
+           ("median trace tokens", ("length_median",)),
+           ("p90 trace tokens", ("length_p90",)),
+           ("padded (sdpa): share of attention FLOPs on real tokens", ("padded.attention_real_share",)),
+           ("padded (sdpa): share of token positions that are real", ("padded.token_real_share",)),
+           ("padding-free (flash_attention_2): share of attention FLOPs on real tokens",
+            ("padding_free_share.attention_real_share",))),
+          "Computed from token counts, not timed: micro-batches of per_device_batch_size traces in random order, "
+          "padded to their longest (before) or flattened into one row that flash-attention's varlen kernel splits (after)."),
 )
 
 

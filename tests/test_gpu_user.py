@@ -71,3 +71,69 @@ def test_no_gpu_preset_names_toy_data(path):
     data = yaml.safe_load(path.read_text())
     text = repr({k: data.get(k) for k in ("traces", "eval", "eval_callback", "kd_teacher")})
     assert "toy" not in text and "tiny" not in text
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Attention kernels: flash-attention, Liger and padding-free in every GPU preset, sdpa as a loud fallback
+
+
+@pytest.mark.parametrize("path", GPU_PRESETS, ids=lambda p: p.stem)
+def test_gpu_presets_run_flash_attention_liger_and_padding_free(path):
+    from distill.students.config import load_student_config
+
+    data = yaml.safe_load(path.read_text())  # the keys are written at the top level of the YAML itself
+    assert data["attn_implementation"] == "flash_attention_2" and data["use_liger_kernel"] is True
+    cfg, _ = load_student_config(path)
+    # Padding-free removes the padding between the traces of a micro-batch: nothing to remove at 1 per device.
+    assert cfg.padding_free == (cfg.per_device_batch_size >= 2 and not cfg.packing and cfg.kd == "none")
+
+
+def test_padding_free_needs_a_flash_kernel():
+    from distill.config import load_config
+    from distill.students.config import StudentConfig
+
+    cfg = load_config(StudentConfig, {"base": "org/m", "padding_free": True, "attn_implementation": "sdpa"})
+    assert any("padding_free: true needs attn_implementation: flash_attention_2" in p for p in cfg.problems())
+
+
+def test_kernels_fall_back_to_sdpa_loudly_when_not_importable(caplog):
+    from distill.students.config import load_student_config
+    from distill.students.train import resolve_kernels
+
+    cfg, _ = load_student_config("7b")
+    # This machine has CUDA in neither torch nor flash-attn/liger-kernel: both reasons are named.
+    for cuda, why in ((False, "no CUDA GPU"), (True, "ModuleNotFoundError")):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="distill.students.train"):
+            ran, fallbacks = resolve_kernels(cfg, cuda=cuda)
+        assert (ran.attn_implementation, ran.padding_free, ran.use_liger_kernel) == ("sdpa", False, False)
+        assert len(fallbacks) == 2 and all(why in f for f in fallbacks)
+        [record] = caplog.records
+        assert record.levelname == "WARNING" and "KERNEL FALLBACK" in record.getMessage()
+        assert "flash_attention_2 -> sdpa and padding_free -> false" in record.getMessage()
+
+
+def test_kernels_are_kept_where_they_import(monkeypatch, caplog):
+    from distill.students import train
+    from distill.students.config import load_student_config
+
+    cfg, _ = load_student_config("7b")
+    monkeypatch.setattr(train, "importable", lambda module: None)
+    with caplog.at_level("WARNING"):
+        assert train.resolve_kernels(cfg, cuda=True) == (cfg, [])
+    assert not caplog.records
+    tiny, _ = load_student_config("tiny")  # the CPU preset asks for no kernel: nothing to fall back from
+    assert train.resolve_kernels(tiny, cuda=False) == (tiny, [])
+
+
+@pytest.mark.skipif(not (REPO_ROOT.parent / "shared" / "data" / "traces").is_dir(), reason="needs ../shared/data")
+def test_attention_bench_costs_padding_from_lengths():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("attention_bench", REPO_ROOT / "bench" / "attention_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    # Two traces of 1 and 3 tokens padded to 3: attention 1 + 9 of 2 x 9, tokens 4 of 6.
+    assert bench.padded_shares([1, 3], 2, shuffles=3) == {
+        "attention_real_share": round(10 / 18, 4), "attention_real_share_worst": round(10 / 18, 4),
+        "token_real_share": round(4 / 6, 4)}

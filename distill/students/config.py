@@ -99,14 +99,21 @@ class StudentConfig:
     gradient_checkpointing: bool = True
     """Recompute activations in the backward pass: needed for 32k sequences, slower on small models."""
     attn_implementation: str | None = None
-    """sdpa, flash_attention_2, ... (None: the transformers default). Packing keeps documents apart with either."""
+    """sdpa, flash_attention_2, ... (None: the transformers default). Packing keeps documents apart with either.
+    flash_attention_2 needs the flash-attn package (`make install` on a GPU machine); when it cannot be imported
+    the run falls back to sdpa, without padding_free, and says so loudly (distill.students.train.resolve_kernels)."""
     group_by_length: bool = False
     """Batch traces of similar length together (transformers' LengthGroupedSampler): less padding
     when packing is off. Batches stay random in order; within a batch lengths are close."""
     packing: bool = False
     """Pack several traces per row (best-fit decreasing, padding-free). Pays on GPU with varied lengths; slower on CPU for short rows."""
+    padding_free: bool = False
+    """Flatten each micro-batch into one row without padding (TRL's padding_free): flash-attention's varlen kernel
+    attends within each trace, so no FLOP goes to padding. Needs a flash attn_implementation; pays with
+    per_device_batch_size >= 2 (bench/attention_bench.py). Packing implies it."""
     use_liger_kernel: bool = False
-    """Liger layer kernels (GPU, `pip install liger-kernel`); open-r1 uses them for its 7B recipe."""
+    """Liger layer kernels (RMSNorm, RoPE, SwiGLU; GPU, installed by `make install` with the gpu extra); open-r1 uses
+    them for its 7B recipe. TRL keeps its own chunked LM head instead of Liger's fused cross-entropy."""
     token_metrics: bool = True
     """Log SFTTrainer's per-step entropy and token accuracy (computed from the fused LM head on every step)."""
     fused_lm_head: bool = True
@@ -233,6 +240,12 @@ class StudentConfig:
             out.append(f"'kd_beta' must be in [0, 1], got {self.kd_beta}")
         if not self.fused_lm_head and self.token_metrics:
             out.append("fused_lm_head: false needs token_metrics: false (the metrics come from the fused head)")
+        if self.padding_free and not (self.attn_implementation or "").startswith("flash_attention"):
+            out.append(f"padding_free: true needs attn_implementation: flash_attention_2 (or _3), got "
+                       f"{self.attn_implementation!r}: the flat row has no attention mask, and only flash-attention's "
+                       f"varlen kernel keeps its traces apart without computing the padding it saves")
+        if self.kd != "none" and self.padding_free:
+            out.append(f"kd: {self.kd} does not batch padding-free; set padding_free: false")
         if self.kd != "none" and self.packing:
             out.append(f"kd: {self.kd} does not pack sequences; set packing: false")
         if self.eval_callback is not None and not isinstance(self.eval_callback, dict):

@@ -13,6 +13,7 @@ is the end-of-turn token), adapter/ (LoRA runs), run.json (the record) and card.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
@@ -38,7 +39,11 @@ RUN_CONTROL_KEYS = {
     "save_steps", "save_total_limit", "logging_steps", "report_to", "dataset_num_proc", "torch_threads",
     "eval_callback", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
     "per_device_batch_size", "gradient_accumulation_steps", "traces",
+    # kernels: the same math at another speed (and what a machine without flash-attn falls back to)
+    "attn_implementation", "use_liger_kernel", "padding_free",
 }
+# attn_implementation -> the module it needs; any other implementation needs nothing beyond torch.
+FLASH_MODULES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 
 
@@ -67,6 +72,48 @@ def last_complete_checkpoint(folder: Path) -> Path | None:
             return path
         log.warning("%s: incomplete checkpoint (killed while saving?), skipped", path)
     return None
+
+
+def importable(module: str) -> str | None:
+    """None when `module` imports; else why not (flash-attn built against another torch fails here, not at find_spec)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)
+        return None
+    except Exception as e:  # noqa: BLE001 - ImportError, or an OSError/RuntimeError from a CUDA build's binary
+        return f"{type(e).__name__}: {e}".splitlines()[0][:200]
+
+
+def resolve_kernels(cfg: StudentConfig, cuda: bool) -> tuple[StudentConfig, list[str]]:
+    """The preset's attention and Liger kernels as this machine can run them, and what fell back.
+
+    flash_attention_* without CUDA or without its package falls back to sdpa, and padding_free
+    with it (the flat row would need flash-attention's varlen kernel); Liger without CUDA or
+    liger-kernel falls back to the plain layers. Each fallback is a WARNING banner here and a line
+    in run.json: a GPU run at a fraction of the preset's speed must not pass for a normal one.
+    """
+    fallbacks: list[str] = []
+    attn = cfg.attn_implementation or ""
+    if attn.startswith("flash_attention"):
+        why = "no CUDA GPU" if not cuda else importable(FLASH_MODULES.get(attn, "flash_attn"))
+        if why:
+            fallbacks.append(f"attn_implementation {attn} -> sdpa{' and padding_free -> false' if cfg.padding_free else ''} "
+                             f"({why})")
+            cfg = dataclasses.replace(cfg, attn_implementation="sdpa", padding_free=False)
+    if cfg.use_liger_kernel:
+        why = "no CUDA GPU" if not cuda else importable("liger_kernel.transformers")
+        if why:
+            fallbacks.append(f"use_liger_kernel true -> false ({why})")
+            cfg = dataclasses.replace(cfg, use_liger_kernel=False)
+    if fallbacks:
+        bar = "=" * 100
+        log.warning("\n%s\nKERNEL FALLBACK: this run trains slower than the preset assumes (its wall time does not hold):\n"
+                    "  %s\nOn a GPU machine, `make install` installs the gpu extra (flash-attn, liger-kernel); if flash-attn\n"
+                    "does not build for this torch/CUDA, install a prebuilt wheel matching them (see README), or\n"
+                    "accept sdpa with ARGS=\"attn_implementation=sdpa padding_free=false\" to silence this.\n%s",
+                    bar, "\n  ".join(fallbacks), bar)
+    return cfg, fallbacks
 
 
 # ---------------------------------------------------------------------------------------------
@@ -200,6 +247,7 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     started = time.time()
     out_dir, data = Path(out_dir), Path(data)
     cpu = not torch.cuda.is_available()
+    cfg, kernel_fallbacks = resolve_kernels(cfg, cuda=not cpu)
     if cfg.torch_threads:
         torch.set_num_threads(cfg.torch_threads)
 
@@ -233,7 +281,7 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
         # Rows are already tokenised and length-checked, so SFTTrainer only builds labels from
         # assistant_masks (-100 elsewhere). max_length matters only for packing, where it is the row size.
         args = SFTConfig(**common, max_length=cfg.max_length if cfg.packing else None, packing=cfg.packing,
-                         packing_strategy="bfd", dataset_num_proc=cfg.dataset_num_proc)
+                         packing_strategy="bfd", padding_free=cfg.padding_free, dataset_num_proc=cfg.dataset_num_proc)
     else:
         from distill.students.kd import kd_config
 
@@ -316,6 +364,8 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
                 "processes": state.num_processes,
                 "eos": tokenizer.eos_token,
                 "resumed_from": resume.name if resume else None,
+                "kernels": {"attn_implementation": cfg.attn_implementation, "use_liger_kernel": cfg.use_liger_kernel,
+                            "padding_free": cfg.padding_free, "fallbacks": kernel_fallbacks},
             },
         })
         if fingerprints:
