@@ -137,3 +137,56 @@ def test_attention_bench_costs_padding_from_lengths():
     assert bench.padded_shares([1, 3], 2, shuffles=3) == {
         "attention_real_share": round(10 / 18, 4), "attention_real_share_worst": round(10 / 18, 4),
         "token_real_share": round(4 / 6, 4)}
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Installs: the gpu extra where nvidia-smi runs, flash-attn optional
+
+
+def run_install(tmp_path, monkeypatch, *, gpu: bool, flash_fails: bool = False):
+    from distill import install
+
+    calls = []
+
+    def check_call(cmd, **kwargs):
+        calls.append(" ".join(map(str, cmd)))
+        if flash_fails and "--no-build-isolation" in cmd:
+            raise subprocess.CalledProcessError(1, cmd)
+
+    monkeypatch.setattr(install.subprocess, "check_call", check_call)
+    monkeypatch.setattr(install, "works", lambda python, code: True)  # a venv with torch already in it
+    monkeypatch.setattr(install.shutil, "which", lambda name: "/usr/bin/nvidia-smi" if gpu and name == "nvidia-smi" else None)
+    monkeypatch.delenv("FLASH_ATTN_SPEC", raising=False)
+    (tmp_path / "bin").mkdir(parents=True)
+    (tmp_path / "bin" / "python").touch()
+    install.main(str(tmp_path))
+    assert (tmp_path / ".installed").exists()
+    return calls
+
+
+def test_install_adds_the_gpu_extra_only_where_nvidia_smi_runs(tmp_path, monkeypatch):
+    cpu = run_install(tmp_path / "cpu", monkeypatch, gpu=False)
+    assert cpu[-1].endswith("[dev,serve]") and not any("flash" in c or "deepspeed" in c for c in cpu)
+    gpu = run_install(tmp_path / "gpu", monkeypatch, gpu=True)
+    assert any(c.endswith("--no-build-isolation flash-attn>=2.7") for c in gpu)
+    assert gpu[-1].endswith("[dev,serve,gpu]")
+
+
+def test_install_goes_on_without_flash_attn_and_says_what_runs_instead(tmp_path, monkeypatch, capsys):
+    calls = run_install(tmp_path, monkeypatch, gpu=True, flash_fails=True)
+    out = capsys.readouterr().out
+    assert "flash-attn did not install" in out and "fall back to sdpa" in out and "FLASH_ATTN_SPEC" in out
+    assert any(c.endswith("deepspeed>=0.16 liger-kernel>=0.5") for c in calls) and calls[-1].endswith("[dev,serve]")
+
+
+def test_gpu_extra_matches_the_installer_and_headers_name_make_install():
+    import tomllib
+
+    from distill import install
+
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert sorted(extras["gpu"]) == sorted([install.FLASH_ATTN, *install.GPU_PACKAGES])
+    for path in [*GPU_PRESETS, *(REPO_ROOT / "students" / "launch").glob("*.yaml")]:
+        assert "pip install -e" not in path.read_text(), path
+    for path in GPU_PRESETS:
+        assert "# Install:  make install" in path.read_text(), path
