@@ -190,3 +190,53 @@ def test_gpu_extra_matches_the_installer_and_headers_name_make_install():
         assert "pip install -e" not in path.read_text(), path
     for path in GPU_PRESETS:
         assert "# Install:  make install" in path.read_text(), path
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Originals without a chat template (Llama-3.1-8B base): DeepSeek-R1-Zero's plain-text prompt
+
+
+def test_llama_base_without_a_template_gets_the_r1_zero_prompt(shared_data):
+    from transformers import AutoTokenizer
+
+    from distill.teachers.hf_backend import R1_ZERO_PREAMBLE, render_chat
+
+    tok = AutoTokenizer.from_pretrained(str(shared_data / "tokenizers" / "llama3.1"))
+    messages = [{"role": "user", "content": "What is 1+1? Put your final answer within \\boxed{}."}]
+    templated = render_chat(tok, messages)
+    assert templated.startswith("<|begin_of_text|><|start_header_id|>user")  # with a template: as before
+    tok.chat_template = None  # the Llama-3.1-8B base ships none
+    text = render_chat(tok, messages, prefill="<think>\n")
+    assert text == ("<|begin_of_text|>" + R1_ZERO_PREAMBLE + "\nUser: What is 1+1? Put your final answer within "
+                    "\\boxed{}.\nAssistant: <think>\n")
+    # One BOS, as the hf backend encodes without adding special tokens.
+    assert tok(text, add_special_tokens=False)["input_ids"].count(tok.bos_token_id) == 1
+
+
+def test_eval_of_a_template_less_original_runs_and_says_how_it_was_prompted(tmp_path, tiny_llama):
+    import json
+
+    from transformers import AutoTokenizer
+
+    from distill.eval import run as eval_run
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_llama, base)
+    tok = AutoTokenizer.from_pretrained(base)
+    tok.chat_template = None
+    tok.save_pretrained(base)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        (base / name).unlink(missing_ok=True)
+    assert not AutoTokenizer.from_pretrained(base).chat_template
+    data = tmp_path / "b.jsonl"
+    data.write_text(json.dumps({"id": "a", "problem": "Compute 2 + 3.", "answer": "5"}) + "\n")
+    bench = tmp_path / "b.yaml"
+    bench.write_text(yaml.safe_dump({"path": str(data), "task": "math",
+                                     "columns": {"problem": "problem", "answer": "answer", "id": "id"}}))
+    size = tmp_path / "llama-base.yaml"
+    size.write_text(yaml.safe_dump({"base": str(base), "template": "llama3"}))
+    report = eval_run.run(size=str(size), student=None, teacher=None, out_dir=tmp_path / "eval",
+                          overrides=[f"benchmarks=[{bench}]", "roles=[original]", "k.b=1", "max_tokens=4",
+                                     "backend_options.device=cpu", "score_workers=0"])
+    assert report["benchmarks"]["b"]["original"]["samples"] == 1
+    assert any("original:" in n and "R1-Zero" in n for n in report["notes"])

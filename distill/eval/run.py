@@ -116,6 +116,8 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
             notes += _notes(col.role, bench, result, unscorable, prompts, k, store)
             if result:
                 tables[bench][col.role] = result
+        if getattr(backend.backend, "prompt_note", None):  # e.g. a base without a chat template, prompted plainly
+            notes.append(f"{col.role}: {backend.backend.prompt_note}")
         backend.release()
         if col.role == "teacher" and col.generate:
             atomic_write_text(col.folder / "teacher.json", json.dumps({"label": col.label, "identity": col.identity}, indent=2))

@@ -18,20 +18,63 @@ from distill.trace import split_reasoning
 log = logging.getLogger(__name__)
 
 
+# A base model without a chat template (Llama-3.1-8B, Qwen2.5-Math-7B as published) is prompted
+# the way DeepSeek prompted its base for R1-Zero (R1 paper, table 1): plain text, zero-shot, thinking
+# in <think> tags. The instruction of the benchmark (e.g. "put your final answer within \boxed{}")
+# stays in the user turn, so the answer is scored as every other column's.
+R1_ZERO_PREAMBLE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with the "
+    "answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
+    "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>."
+)
+R1_ZERO_STOP = ("</answer>", "\nUser:")
+"""A base model writes on past its answer (a new `User:` turn); these end the sample instead of max_tokens."""
+R1_ZERO_NOTE = ("has no chat template: prompted as DeepSeek prompted its base for R1-Zero (R1 paper, table 1; "
+                "plain text, zero-shot, stop at </answer> or a new User: turn)")
+
+
+def has_chat_template(tokenizer: Any) -> bool:
+    """False for a transformers tokenizer whose chat_template is unset; an object without the attribute renders itself."""
+    return bool(getattr(tokenizer, "chat_template", "apply_chat_template"))
+
+
+def render_plain(tokenizer: Any, messages: list[dict[str, str]], prefill: str = "") -> str:
+    """DeepSeek-R1-Zero's plain-text prompt for a template-less base, with its BOS token when it has one."""
+    parts = [m["content"] for m in messages if m.get("role") == "system"] + [R1_ZERO_PREAMBLE]
+    for m in messages:
+        if m.get("role") != "system":
+            parts.append(f"{'Assistant' if m.get('role') == 'assistant' else 'User'}: {m['content']}")
+    text = (tokenizer.bos_token or "") + "\n".join(parts) + "\nAssistant:"
+    return text + (f" {prefill}" if prefill else "")
+
+
 def render_chat(tokenizer: Any, messages: list[dict[str, str]], system_prompt: str | None = None,
                 prefill: str = "") -> str:
     """The prompt text a chat model sees, with the generation prompt and the prefill.
 
     The prefill (e.g. '<think>\\n') is added only when the template did not already end with
-    it: R1-Distill and QwQ templates open the thinking themselves.
+    it: R1-Distill and QwQ templates open the thinking themselves. A tokenizer without a chat
+    template (a base model) gets DeepSeek-R1-Zero's plain-text prompt (`render_plain`).
     """
     msgs = list(messages)
     if system_prompt and not (msgs and msgs[0].get("role") == "system"):
         msgs.insert(0, {"role": "system", "content": system_prompt})
+    if not has_chat_template(tokenizer):
+        return render_plain(tokenizer, msgs, prefill)
     text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     if prefill and not text.endswith(prefill) and not text.endswith(prefill.rstrip()):
         text += prefill
     return text
+
+
+def template_note(tokenizer: Any, label: str) -> tuple[str | None, tuple[str, ...]]:
+    """(a note for reports, extra stop strings): both empty for a model with a chat template."""
+    if has_chat_template(tokenizer):
+        return None, ()
+    note = f"{label} {R1_ZERO_NOTE}"
+    log.warning("%s", note)
+    return note, R1_ZERO_STOP
 
 
 class HFTeacher:
@@ -64,6 +107,7 @@ class HFTeacher:
         if eos is None:
             eos = self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
+        self.prompt_note, self.extra_stop = template_note(self.tokenizer, cfg.label)
 
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt; batches hold about `cfg.batch_size` sequences."""
@@ -94,8 +138,9 @@ class HFTeacher:
             kwargs.update(do_sample=True, temperature=params.temperature, top_p=params.top_p, top_k=0)
         else:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if params.stop:
-            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        stop = [*params.stop, *self.extra_stop]
+        if stop:
+            kwargs.update(stop_strings=stop, tokenizer=self.tokenizer)
         kwargs.update(self.cfg.extra_body)  # top_k, repetition_penalty, min_p ...
         if params.seed is not None:
             torch.manual_seed(params.seed)
@@ -114,8 +159,9 @@ class HFTeacher:
         ids = ids[:end] if end is not None else ids
         # Keep special tokens: <think> and </think> are special in some tokenizers, and the split needs them.
         text = self.tokenizer.decode(ids, skip_special_tokens=False)
-        if end is None and params.stop:
-            cut = min((text.find(s) for s in params.stop if s in text), default=-1)
+        stop = [*params.stop, *self.extra_stop]
+        if end is None and stop:
+            cut = min((text.find(s) for s in stop if s in text), default=-1)
             if cut >= 0:
                 text, finish = text[:cut], "stop"
         reasoning, answer, _ = split_reasoning(text)

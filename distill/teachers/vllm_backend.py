@@ -9,12 +9,13 @@ config to vLLM's arguments is two plain functions, tested without vLLM installed
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import Any
 
 from distill.teachers.base import Completion, SamplingParams
 from distill.teachers.config import TeacherConfig, resolve_model_path
-from distill.teachers.hf_backend import render_chat
+from distill.teachers.hf_backend import render_chat, template_note
 from distill.trace import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -71,10 +72,12 @@ class VLLMTeacher:
         self._vllm = vllm
         self.llm = vllm.LLM(**vllm_engine_kwargs(cfg))
         self.tokenizer = self.llm.get_tokenizer()
+        self.prompt_note, self.extra_stop = template_note(self.tokenizer, cfg.label)
 
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt; vLLM schedules the whole list itself."""
         texts = [render_chat(self.tokenizer, m, self.cfg.system_prompt, self.cfg.prefill) for m in prompts]
+        params = dataclasses.replace(params, stop=[*params.stop, *self.extra_stop])
         outputs = self.llm.generate(texts, self._vllm.SamplingParams(**vllm_sampling_kwargs(params, self.cfg.extra_body)), use_tqdm=False)
         return [[completion_from_vllm(out, o) for o in out.outputs] for out in outputs]
 
