@@ -240,3 +240,47 @@ def test_eval_of_a_template_less_original_runs_and_says_how_it_was_prompted(tmp_
                                      "backend_options.device=cpu", "score_workers=0"])
     assert report["benchmarks"]["b"]["original"]["samples"] == 1
     assert any("original:" in n and "R1-Zero" in n for n in report["notes"])
+
+
+# ---------------------------------------------------------------------------------------------
+# 5. LoRA trains the rows of the template's special tokens, and no other row
+
+
+def test_lora_trains_the_special_token_rows_and_no_other(tiny_qwen2, tmp_path):
+    import sys
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from student_fixtures import arithmetic_traces, tiny_overrides, write_clean
+
+    from distill.students.templates import get_format
+    from distill.students.train import run
+
+    torch.set_num_threads(1)
+    # Untied input and output embeddings, as Llama-3.1-8B and Qwen2.5-7B have: both rows must train.
+    base = tmp_path / "untied"
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
+    model.config.tie_word_embeddings = False
+    torch.manual_seed(1)
+    untied = type(model)(model.config)
+    untied.generation_config = model.generation_config
+    untied.save_pretrained(base)
+    AutoTokenizer.from_pretrained(tiny_qwen2).save_pretrained(base)
+
+    data = write_clean(tmp_path / "clean.jsonl", arithmetic_traces(16))
+    out = tmp_path / "lora"
+    # A high learning rate so 4 steps move every trainable row well past float noise (the assertion is not vacuous).
+    run("tiny", data, out, overrides=tiny_overrides(base, "lora=true", "lora_r=4", "lora_alpha=8",
+                                                    "lora_target_modules=[q_proj,v_proj]", "max_steps=4",
+                                                    "save_steps=10", "learning_rate=5e-2"))
+    tok = AutoTokenizer.from_pretrained(base)
+    special = {tok.convert_tokens_to_ids(t) for t in get_format("chatml").special_tokens}
+    before = AutoModelForCausalLM.from_pretrained(base)
+    after = AutoModelForCausalLM.from_pretrained(out / "final")
+    for name in ("get_input_embeddings", "get_output_embeddings"):
+        old, new = getattr(before, name)().weight, getattr(after, name)().weight
+        changed = {int(i) for i in (old != new).any(dim=1).nonzero().flatten()}
+        assert changed == special, (name, changed, special)
+

@@ -211,7 +211,8 @@ def test_lora_saves_adapter_and_merged_model(tiny_qwen2, tmp_path):
     out = tmp_path / "lora"
     run("tiny", data, out, overrides=tiny_overrides(tiny_qwen2, "lora=true", "lora_r=4", "lora_alpha=8",
                                                     "lora_target_modules=[q_proj,v_proj]", "max_steps=4",
-                                                    "save_steps=10", "learning_rate=1e-2"))
+                                                    "save_steps=10", "learning_rate=1e-2",
+                                                    "lora_special_tokens=false"))  # rows: test_gpu_user.py
     adapter = json.loads((out / "adapter" / "adapter_config.json").read_text())
     assert adapter["r"] == 4 and set(adapter["target_modules"]) == {"q_proj", "v_proj"}
     base, merged = _state(tiny_qwen2), _state(out / "final")

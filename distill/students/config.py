@@ -131,6 +131,9 @@ class StudentConfig:
     lora_alpha: int = 128
     lora_dropout: float = 0.05
     lora_target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    lora_special_tokens: bool = True
+    """Also train the input- and output-embedding rows of the template's special tokens (PEFT trainable_token_indices),
+    and no other row: a base that never saw <|eot_id|> (Llama-3.1-8B) must learn to write it, or the student never stops."""
     merge_lora: bool = True
     """Save final/ with the adapter merged into the base (serves anywhere); the adapter alone goes to adapter/."""
 

@@ -307,8 +307,10 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     if cfg.lora:
         from peft import LoraConfig
 
+        rows = special_token_rows(model, tokenizer, fmt.special_tokens) if cfg.lora_special_tokens else None
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-                                 target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM")
+                                 target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM",
+                                 trainable_token_indices=rows)
 
     callbacks = list(callbacks or [])
     if cfg.eval_callback:
@@ -375,6 +377,23 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
         log.info("student saved to %s (final loss %s); card: %s", final, record["results"]["final_loss"],
                  out_dir / "card.md")
     return final
+
+
+def special_token_rows(model, tokenizer, tokens: tuple[str, ...]) -> dict[str, list[int]]:
+    """PEFT trainable_token_indices for LoRA: the rows of `tokens` in the input embedding and the LM head.
+
+    The template's special tokens carry the turn structure and the stop; in a base that never
+    used them (Llama-3.1-8B's <|eot_id|>) their rows are untrained, and LoRA on the projections
+    cannot fix a row. Training those rows alone keeps the rest of the vocabulary as the base had
+    it. With tied embeddings PEFT ties the two adapters.
+    """
+    ids = sorted({tokenizer.convert_tokens_to_ids(t) for t in tokens})
+    names = {m: n.rsplit(".", 1)[-1] for n, m in model.named_modules()}
+    rows = {names[model.get_input_embeddings()]: ids}
+    head = model.get_output_embeddings()
+    if head is not None:
+        rows[names[head]] = ids
+    return rows
 
 
 def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_size: int) -> dict[str, Any]:
