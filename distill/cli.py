@@ -13,11 +13,19 @@ only when that stage runs, so `distill --help` is instant and pulls in no torch.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import sys
 from pathlib import Path
 
 from distill.config import ConfigError
+from distill.trace import TraceError
+
+# OSErrors that a path the user gave explains (a file where a folder should be, a read-only
+# mount, a full disk): one line naming the path, exit 2. Any other OSError keeps its traceback.
+USER_IO_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC,
+                  errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST}
 
 
 def traces_dir(out: str | Path, teacher: str, prompts: str) -> Path:
@@ -35,17 +43,57 @@ def eval_dir(out: str | Path, size: str) -> Path:
     return Path(out) / "eval" / Path(size).stem
 
 
+def writable_dir(folder: str | Path, what: str) -> Path:
+    """Refuse, before any work, an output folder that cannot be created or written.
+
+    Walks up to the first part of the path that exists: it must be a folder we may write in
+    (a file there, `--out f/sub`, or a read-only mount would otherwise end in a traceback
+    half-way through a stage). `what` names the flag for the message, e.g. '--out f'.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and existing.parent != existing:
+        existing = existing.parent
+    if existing.exists() and not existing.is_dir():
+        raise ConfigError(f"{what}: cannot create {folder}, {existing} is a file. Pass a folder "
+                          "(it is created when missing), e.g. --out out")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"{what}: cannot write in {existing} (read-only or no permission). "
+                          "Pass a folder you can write to, e.g. --out /tmp/out")
+    return folder
+
+
+def input_file(path: str | Path, flag: str, hint: str) -> Path:
+    """An input file the user named: it must exist and be a file, not a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {path} is a folder; it takes a JSONL file ({hint})")
+    if not path.exists():
+        raise ConfigError(f"{flag} {path}: no such file ({hint})")
+    return path
+
+
 def _traces(a: argparse.Namespace) -> None:
     from distill.teachers.sample import run
 
-    run(teacher=a.teacher, prompts=a.prompts, out_dir=traces_dir(a.out, a.teacher, a.prompts),
-        shard=a.shard, overrides=a.overrides)
+    folder = writable_dir(traces_dir(a.out or "out", a.teacher, a.prompts), f"--out {a.out or 'out'}")
+    run(teacher=a.teacher, prompts=a.prompts, out_dir=folder, shard=a.shard, overrides=a.overrides)
+
+
+def filter_folder(a: argparse.Namespace) -> Path:
+    """Where `distill filter` writes: next to --input unless --out is given, else traces/<teacher>/<prompts>/."""
+    if a.input and a.out is None:
+        return Path(a.input).parent
+    return traces_dir(a.out or "out", a.teacher, a.prompts)
 
 
 def _filter(a: argparse.Namespace) -> None:
     from distill.filters.run import run
 
-    folder = traces_dir(a.out, a.teacher, a.prompts)
+    if a.input:
+        input_file(a.input, "--input", "traces, one Trace per line")
+    what = f"--input {a.input}" if a.input and a.out is None else f"--out {a.out or 'out'}"
+    folder = writable_dir(filter_folder(a), what)
     run(input_path=Path(a.input) if a.input else folder / "raw.jsonl", out_dir=folder,
         teacher=a.teacher, recipe=a.recipe, overrides=a.overrides)
 
@@ -54,22 +102,29 @@ def _student(a: argparse.Namespace) -> None:
     from distill.students.config import training_data
     from distill.students.train import run
 
-    data = training_data(a.size, out=a.out, teacher=a.teacher, prompts=a.prompts, data=a.data)
-    run(size=a.size, data=data, out_dir=student_dir(a.out, a.size), nodes=a.nodes, gpus=a.gpus,
-        overrides=a.overrides)
+    out = a.out or "out"
+    if a.data:
+        input_file(a.data, "--data", "a clean.jsonl written by `distill filter`")
+    data = training_data(a.size, out=out, teacher=a.teacher, prompts=a.prompts, data=a.data)
+    out_dir = writable_dir(student_dir(out, a.size), f"--out {out}")
+    run(size=a.size, data=data, out_dir=out_dir, nodes=a.nodes, gpus=a.gpus, overrides=a.overrides)
 
 
 def _eval(a: argparse.Namespace) -> None:
     from distill.eval.run import run
 
-    run(size=a.size, student=Path(a.student) if a.student else student_dir(a.out, a.size) / "final",
-        teacher=a.teacher, out_dir=eval_dir(a.out, a.size), overrides=a.overrides)
+    out = a.out or "out"
+    if a.student and Path(a.student).exists() and not Path(a.student).is_dir():
+        raise ConfigError(f"--student {a.student} is a file; it takes a model folder (e.g. out/students/7b/final)")
+    writable_dir(eval_dir(out, a.size), f"--out {out}")
+    run(size=a.size, student=Path(a.student) if a.student else student_dir(out, a.size) / "final",
+        teacher=a.teacher, out_dir=eval_dir(out, a.size), overrides=a.overrides)
 
 
 def _demo(a: argparse.Namespace) -> None:
     from distill.toy.demo import run
 
-    run(out=Path(a.out), overrides=a.overrides)
+    run(out=writable_dir(a.out or "out", f"--out {a.out or 'out'}"), overrides=a.overrides)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     def stage(name: str, help: str, fn) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
-        p.add_argument("--out", default="out", help="output root (default: out/)")
+        p.add_argument("--out", default=None, help="output root (default: out/)")
         p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. temperature=0.7")
         p.set_defaults(fn=fn)
         return p
@@ -97,7 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default="tiny", help="teacher whose traces to filter (names the folder)")
     p.add_argument("--prompts", default="toy", help="prompt set whose traces to filter (names the folder)")
     p.add_argument("--recipe", default=None, help="YAML with a `filters:` list (default: the teacher's, else the R1 recipe)")
-    p.add_argument("--input", default=None, help="filter this JSONL instead (traces made elsewhere); outputs go to the same folder")
+    p.add_argument("--input", default=None, help="filter this JSONL instead (traces made elsewhere); outputs go to "
+                   "its folder, or to <out>/traces/<teacher>/<prompts>/ when --out is given")
 
     p = stage("student", "Stage 3: fine-tune a student on clean.jsonl into students/<size>/.", _student)
     p.add_argument("--size", default="tiny", help="students/<size>.yaml or a YAML path (ls students/)")
@@ -122,8 +178,15 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
         args.fn(args)
-    except ConfigError as e:
+    except (ConfigError, TraceError) as e:  # TraceError: a bad line of an input file, named file:line
         print(f"distill {args.stage}: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in USER_IO_ERRNOS:
+            raise
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"distill {args.stage}: {where}{e.strerror or e}. Check that path, or pick another folder with --out",
+              file=sys.stderr)
         return 2
     return 0
 

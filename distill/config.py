@@ -126,7 +126,9 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
     kwargs = {k: coerce(v, hints[k], f"{where}: key '{k}'") for k, v in data.items()}
     try:
         return cls(**kwargs)
-    except TypeError as e:
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as e:  # a __post_init__ check (filters raise ValueError) names the key
         raise ConfigError(f"{where}: {e}") from e
 
 

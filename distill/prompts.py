@@ -81,6 +81,7 @@ CODE_INSTRUCTION = (
 )
 DEFAULT_INSTRUCTIONS = {"math": MATH_INSTRUCTION, "choice": CHOICE_INSTRUCTION, "code": CODE_INSTRUCTION}
 LETTERS = "ABCDEFGHIJ"
+DATA_SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".parquet")
 
 
 @dataclass
@@ -107,6 +108,11 @@ class ToySource:
     seed: int = 0
     levels: list[int] = field(default_factory=lambda: [1, 2, 3, 4, 5])
     """Numbers of operations to draw problems from (difficulty)."""
+
+    def __post_init__(self) -> None:
+        if self.split not in ("train", "test") or self.n < 1 or not self.levels:
+            raise ConfigError(f"toy: need split 'train' or 'test', n >= 1 and at least one level; got "
+                              f"split={self.split!r}, n={self.n}, levels={self.levels}")
 
 
 @dataclass(frozen=True)
@@ -216,7 +222,10 @@ def parse_shard(shard: str | tuple[int, int] | None) -> tuple[int, int] | None:
         if not m:
             raise ConfigError(f"--shard '{shard}' is not i/N (e.g. 0/4 for the first of four machines)")
         pair = (int(m.group(1)), int(m.group(2)))
-    if pair is not None and not (pair[1] >= 1 and 0 <= pair[0] < pair[1]):
+    if pair is not None and pair[1] < 1:
+        raise ConfigError(f"--shard {pair[0]}/{pair[1]}: N is the number of shards and must be at least 1 "
+                          "(e.g. --shard 0/4 for the first of four machines)")
+    if pair is not None and not 0 <= pair[0] < pair[1]:
         raise ConfigError(f"--shard {pair[0]}/{pair[1]}: i must be in 0..N-1 (shards of {pair[1]} are 0/{pair[1]} .. "
                           f"{pair[1] - 1}/{pair[1]})")
     return pair
@@ -288,6 +297,11 @@ def _local_path(cfg: PromptSetConfig) -> Path:
     if not path.exists():
         raise ConfigError(f"prompt set '{cfg.name}': file {path} does not exist (path={cfg.path}, "
                           f"relative to {Path.cwd()}). Point `path=` at a .jsonl, .jsonl.gz, .json or .parquet file")
+    if path.is_dir():
+        files = sorted(p.name for p in path.iterdir() if p.name.lower().endswith(DATA_SUFFIXES))[:5]
+        listing = f" It holds {', '.join(files)}." if files else ""
+        raise ConfigError(f"prompt set '{cfg.name}': path={cfg.path} is a folder; point `path=` at one .jsonl, "
+                          f".jsonl.gz, .json or .parquet file.{listing}")
     return path
 
 
@@ -300,7 +314,10 @@ def _rows(cfg: PromptSetConfig) -> Iterator[tuple[int, dict[str, Any]]]:
 
         toy = cfg.toy
         assert toy is not None
-        yield from enumerate(toy_problems(split=toy.split, n=toy.n, seed=toy.seed, levels=toy.levels), start=1)
+        try:  # the generator raises while it runs: more distinct problems asked than the levels hold
+            yield from enumerate(toy_problems(split=toy.split, n=toy.n, seed=toy.seed, levels=toy.levels), start=1)
+        except ValueError as e:
+            raise ConfigError(f"prompt set '{cfg.name}': toy: {e}") from None
     elif source == "path":
         yield from _read_local(_local_path(cfg))
     else:

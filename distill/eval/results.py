@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from distill import verify
+from distill.config import ConfigError
 from distill.eval.metrics import Sample
 from distill.prompts import Prompt
 from distill.teachers.base import Completion, SamplingParams, Teacher
@@ -90,7 +91,7 @@ class ResultStore:
         if self.path.exists():
             for lineno, rec in read_jsonl(self.path):
                 if not isinstance(rec, dict) or "prompt_id" not in rec or "sample_index" not in rec:
-                    raise ValueError(f"{self.path}:{lineno}: not an eval result line (needs prompt_id and "
+                    raise ConfigError(f"{self.path}:{lineno}: not an eval result line (needs prompt_id and "
                                      "sample_index); move the file away or point the eval at another --out")
                 if rec.get("run_key") != key:
                     self.other_runs += 1

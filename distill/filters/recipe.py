@@ -50,7 +50,7 @@ FILTERS: dict[str, type[TraceFilter] | str] = {
     "select": Select,
 }
 
-RUN_OPTIONS: dict[str, type] = {"workers": int, "chunk_size": int}
+RUN_OPTIONS: dict[str, type] = {"workers": int, "chunk_size": int, "overwrite": bool}
 """Keys of `key=value` overrides that are not filters."""
 
 BENCHMARKS = ["math500", "aime24", "aime25", "amc23", "gpqa-diamond", "livecodebench"]

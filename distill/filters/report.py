@@ -111,6 +111,9 @@ class FilterReport:
         t.add_column("top reasons")
         total = max(d["in"], 1)
         t.add_row("in", str(d["in"]), "100.0%", "")
+        if d["read_errors"]:  # lines that are not traces: counted in "in", so shown, never silent
+            n = d["read_errors"]
+            t.add_row("unreadable lines", str(n), f"{n / total:.1%}", "not a Trace: see rejects.jsonl", style="red")
         for name, n in d["dropped"].items():
             top = ", ".join(f"{c} {k}" for c, k in list(d["reasons"].get(name, {}).items())[:3])
             t.add_row(f"dropped by {name}", str(n), f"{n / total:.1%}", top)

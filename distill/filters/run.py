@@ -8,11 +8,16 @@ Which filters: a `--recipe` YAML with a `filters:` list when given (`--recipe r1
 default), else the `filters:` list of teachers/<teacher>.yaml when it has one, else the default
 R1 recipe (`distill.filters.recipe.R1_RECIPE`). Trailing `key=value` arguments switch filters
 (`language=false`, `length=true`), set their fields (`dedup.on=prompt`), replace the list
-(`filters=[finished,math_correct]`) or set `workers` / `chunk_size`.
+(`filters=[finished,math_correct]`) or set `workers` / `chunk_size` / `overwrite`.
+
+Outputs go to `out_dir`, which must not hold another input's outputs: a folder whose
+filter_report.json names another input is refused unless `overwrite=true`. An input with no
+readable trace is refused too, so a good clean.jsonl is never replaced by an empty one.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -54,8 +59,11 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
     if not input_path.exists():
         raise ConfigError(f"{input_path}: no such file. Sample traces first (make traces TEACHER=... PROMPTS=...) "
                           "or point --input at a JSONL of traces")
+    if input_path.is_dir():
+        raise ConfigError(f"{input_path} is a folder; point --input at a JSONL file of traces (e.g. {input_path}/raw.jsonl)")
     spec, source = resolve_recipe(teacher, recipe)
     spec, options = apply_overrides(spec, parse_overrides(overrides))
+    check_out_dir(input_path, out_dir, overwrite=options.get("overwrite", False))
     filters = build(spec, source)
     try:
         for f in filters:
@@ -63,6 +71,10 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from e
     workers = options.get("workers", min(8, os.cpu_count() or 1))
+    chunk_size = options.get("chunk_size", 32)
+    if workers < 0 or chunk_size < 1:
+        raise ConfigError(f"workers={workers}, chunk_size={chunk_size}: workers must be 0 (filter in this process) "
+                          "or more, chunk_size at least 1")
     log.info("filtering %s with %s: %s (%d workers)", input_path, source,
              ", ".join(f.name for f in filters), workers)
 
@@ -78,14 +90,20 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
 
         traces = read_traces(input_path, rejects=rejects, stats=stats)
         for trace in apply_filters(traces, filters, workers=workers, report=report, on_reject=on_reject,
-                                   chunk_size=options.get("chunk_size", 32)):
+                                   chunk_size=chunk_size):
             clean.write(trace)
+        if report.n_in == 0:
+            # Raised inside the `with`: the old clean.jsonl and rejects.jsonl stay as they were.
+            raise ConfigError(
+                f"{input_path}: no readable trace in {stats.lines + stats.torn} line(s) ({stats.bad} unreadable, "
+                f"{stats.torn} torn); nothing written. A Trace has id, prompt_id, messages, reasoning, answer "
+                "(distill.trace.Trace); convert the file, or point --input at raw.jsonl from `distill traces`")
     elapsed = time.monotonic() - started
 
     # ---- Report
     report.read_errors = stats.bad
     report.notes.update({
-        "input": str(input_path),
+        "input": str(input_path.resolve()),
         "recipe_source": source,
         "recipe": [{name: settings} for name, settings in spec],
         "workers": workers,
@@ -100,8 +118,33 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
     report.save_json(out_dir / "filter_report.json")
     report.save_histogram(out_dir / "filter_lengths.png")
     report.print_table()
+    if stats.bad:
+        log.warning("%s: %d unreadable line(s) skipped (not a Trace); they are in %s with the reason",
+                    input_path, stats.bad, out_dir / "rejects.jsonl")
     if skipped:
         log.warning("decontamination skipped %s (could not load them): see filter_report.json", ", ".join(skipped))
     log.info("wrote %s (%d kept of %d), rejects.jsonl, filter_report.json, filter_lengths.png in %.1fs",
              out_dir / "clean.jsonl", report.n_kept, report.n_in + report.read_errors, elapsed)
     return report
+
+
+def check_out_dir(input_path: Path, out_dir: Path, overwrite: bool = False) -> None:
+    """Refuse to write over the input itself, or over the outputs of a run on another input."""
+    outputs = [out_dir / name for name in ("clean.jsonl", "rejects.jsonl")]
+    if any(o.exists() and o.resolve() == input_path.resolve() for o in outputs):
+        raise ConfigError(f"--input {input_path} would be overwritten by this filter's own output; "
+                          "pass --out to write elsewhere, or rename the input")
+    if overwrite or not outputs[0].exists():
+        return
+    report = out_dir / "filter_report.json"
+    try:
+        earlier = json.loads(report.read_text()).get("input")
+    except (OSError, ValueError):
+        earlier = None
+    if earlier is None:
+        why = f"{outputs[0]} exists and was not written by `distill filter` (no readable {report.name})"
+    elif Path(earlier).resolve() != input_path.resolve():  # reports before this one kept a relative path
+        why = f"{outputs[0]} holds the filtered traces of another input ({earlier})"
+    else:
+        return
+    raise ConfigError(f"{why}. Pass --out to write elsewhere, or overwrite=true to replace it")

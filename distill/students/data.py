@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from distill.config import ConfigError
 from distill.trace import Trace, TraceError, assistant_text, read_traces
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def tokenize_messages(tokenizer, messages: list[dict[str, str]], chat_template: 
                                         return_assistant_tokens_mask=True)
     ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
     if 1 not in mask:
-        raise ValueError("the chat template marks no assistant tokens: it needs {% generation %} around assistant content")
+        raise ConfigError("the chat template marks no assistant tokens: it needs {% generation %} around assistant content")
     end = len(mask) - mask[::-1].index(1)
     return {"input_ids": ids[:end], "assistant_masks": mask[:end]}
 
@@ -76,6 +77,30 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def check_clean_file(path: str | Path) -> int:
+    """Read every line of a clean JSONL before anything is trained or replaced; return the trace count.
+
+    One pass of JSON parsing (about a minute for 30 GB), cheap next to training on it, and it
+    turns a bad line met after `overwrite=true` deleted the old model into an error up front.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; the student trains on a clean.jsonl file (pass --data PATH)")
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file. Run `make traces` and `make filter` first (they write "
+                          "clean.jsonl), or pass --data PATH")
+    n = 0
+    try:
+        for _ in read_traces(path):
+            n += 1
+    except TraceError as e:
+        raise ConfigError(f"{e}. Fix or delete that line, or rerun `distill filter` to rewrite the file") from None
+    if n == 0:
+        raise ConfigError(f"{path}: no traces to train on (the file is empty); check the filter report next to it "
+                          "(filter_report.json) or pass --data PATH")
+    return n
 
 
 def _rows(path: str, sha256: str):
@@ -100,7 +125,7 @@ def build_dataset(path: str | Path, tokenizer, max_length: int, *, chat_template
         raise FileNotFoundError(
             f"{path}: no such file. Run `make filter` first (it writes clean.jsonl), or pass --data PATH")
     if next(read_traces(path), None) is None:
-        raise ValueError(f"{path}: no traces to train on (the file is empty); check the filter report next to it")
+        check_clean_file(path)  # raises the CLI's error type, with what to do
     stats = DataStats(path=str(path), sha256=file_sha256(path), max_length=max_length)
     kwargs: dict[str, Any] = {"gen_kwargs": {"path": str(path), "sha256": stats.sha256}}
     if cache_dir is not None:
@@ -112,7 +137,7 @@ def build_dataset(path: str | Path, tokenizer, max_length: int, *, chat_template
         # TraceError underneath names the file, line and field, which is what the user needs.
         cause = e.__cause__ or e.__context__
         if isinstance(cause, TraceError):
-            raise cause from None
+            raise cause from None  # the CLI prints it as one line (file:line: field)
         raise
     stats.read = len(raw)
     stats.teachers = dict(Counter(raw["teacher"]))
@@ -139,7 +164,7 @@ def build_dataset(path: str | Path, tokenizer, max_length: int, *, chat_template
         log.warning("%s: dropped %d of %d traces longer than max_length=%d tokens (longest %d); none was cut",
                     path, stats.too_long, stats.read, max_length, stats.longest_dropped)
     if stats.kept == 0:
-        raise ValueError(f"{path}: all {stats.read} traces are longer than max_length={max_length} tokens "
+        raise ConfigError(f"{path}: all {stats.read} traces are longer than max_length={max_length} tokens "
                          f"(shortest {min(lengths)}); raise max_length (with the rope settings) or filter with max_tokens")
     log.info("%s: %d traces, %d tokens (%d under the loss), longest %d", path, stats.kept, stats.tokens,
              stats.loss_tokens, stats.longest_kept)

@@ -52,8 +52,24 @@ def resolve_base(name: str) -> str:
     if name.startswith("toy://"):
         from distill.toy.models import resolve_model  # imported lazily: builds a model on first use
 
-        return str(resolve_model(name))
+        try:
+            return str(resolve_model(name))
+        except ValueError as e:  # an unknown toy name or spec key
+            raise ConfigError(f"base: {e}") from None
     return os.path.expanduser(name)
+
+
+def check_base(name: str) -> None:
+    """A base given as a local path must be a model folder; toy:// names must exist (hub ids load later)."""
+    if name.startswith("toy://"):
+        from distill.toy.models import SPECS
+
+        toy = name[len("toy://"):].split("?", 1)[0]
+        if toy not in SPECS:
+            raise ConfigError(f"base: unknown toy model '{name}'; available: {', '.join('toy://' + n for n in SPECS)}")
+    elif name.startswith(("/", "~", ".")) and not (Path(name).expanduser() / "config.json").exists():
+        raise ConfigError(f"base: {name} is not a model folder (no config.json there); set base= to a model "
+                          "directory or a hub id")
 
 
 def is_distributed_child() -> bool:
@@ -201,11 +217,15 @@ def _finished(out_dir: Path) -> bool:
 
 def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path, size: str,
                     launch: str | None) -> None:
-    """Start over on overwrite; else refuse to resume checkpoints made with another recipe or other data."""
-    from distill.students.data import file_sha256
+    """Start over on overwrite; else refuse to resume checkpoints made with another recipe or other data.
 
-    if not data.exists():
-        raise ConfigError(f"{data}: no such file. Run `make traces` and `make filter` first, or pass --data PATH")
+    Every input is checked first (each line of the data, the base model's path): overwrite=true
+    deletes the trained model, and a bad input must not cost it.
+    """
+    from distill.students.data import check_clean_file, file_sha256
+
+    check_clean_file(data)
+    check_base(cfg.base)
     if cfg.overwrite:
         for name in ("checkpoints", "final", "adapter", "run.json", "card.md"):
             p = out_dir / name

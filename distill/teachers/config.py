@@ -100,6 +100,10 @@ class TeacherConfig:
         for key in ("concurrency", "client_processes", "batch_size", "tensor_parallel_size", "max_consecutive_failures"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: `{key}` must be at least 1, got {getattr(self, key)}")
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32", "half", "float"):
+            raise ConfigError(f"{where}: dtype {self.dtype!r} is not one of auto, bfloat16, float16, float32")
+        if not 0 < self.gpu_memory_utilization <= 1:
+            raise ConfigError(f"{where}: gpu_memory_utilization must be in (0, 1], got {self.gpu_memory_utilization}")
         if self.max_retries < 0 or self.timeout <= 0 or self.backoff < 0:
             raise ConfigError(f"{where}: max_retries >= 0, timeout > 0 and backoff >= 0 are required")
         s = self.sampling
