@@ -295,8 +295,19 @@ def _bad(path: Path, lineno: int, raw: bytes, reason: str, rejects: JsonlWriter 
     message = f"{path}:{lineno}: {reason}"
     if rejects is None:
         raise TraceError(message)
+    _reject(rejects, stats, message, raw.decode("utf-8", "replace").rstrip("\n"))
+
+
+WARN_BAD_LINES = 10
+"""Unreadable lines named one by one in the log; the rest are counted (ReadStats.bad) and all go to rejects."""
+
+
+def _reject(rejects: JsonlWriter, stats: ReadStats, message: str, raw: Any) -> None:
     stats.bad += 1
-    rejects.write({"filter": "read", "reason": message, "raw": raw.decode("utf-8", "replace").rstrip("\n")})
+    if stats.bad <= WARN_BAD_LINES:
+        log.warning("%s: line skipped (sent to rejects)%s", message,
+                    "; further unreadable lines are only counted" if stats.bad == WARN_BAD_LINES else "")
+    rejects.write({"filter": "read", "reason": message, "raw": raw})
 
 
 def read_traces(
@@ -311,13 +322,11 @@ def read_traces(
         except TraceError as e:
             if rejects is None:
                 raise
-            stats.bad += 1
-            rejects.write({"filter": "read", "reason": str(e), "raw": obj})
+            _reject(rejects, stats, str(e), obj)
         except TypeError as e:  # a missing required field
             if rejects is None:
                 raise TraceError(f"{path}:{lineno}: {e}") from e
-            stats.bad += 1
-            rejects.write({"filter": "read", "reason": f"{path}:{lineno}: {e}", "raw": obj})
+            _reject(rejects, stats, f"{path}:{lineno}: {e}", obj)
 
 
 def write_traces(path: str | Path, traces: Iterable[Trace]) -> int:

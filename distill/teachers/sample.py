@@ -67,6 +67,12 @@ class RunConfig:
     allow_mixed: bool = False
     """Allow appending to a raw.jsonl made with a different teacher config (model or sampling)."""
 
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit={self.limit}: use a positive number of prompts, or leave it unset for all")
+        if self.log_every <= 0:
+            raise ConfigError(f"log_every={self.log_every}: use a positive number of seconds")
+
 
 RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TRACE_FIELDS = tuple(f.name for f in dataclasses.fields(Trace))
@@ -543,6 +549,12 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     shard_pair = parse_shard(shard)
     secret = tcfg.api_key() if tcfg.backend == "openai" else "EMPTY"
     stream = load_prompts(pcfg, limit=rcfg.limit, shard=shard_pair)
+    # Read the first prompt before the teacher loads (minutes) or any file is written: an empty or
+    # unreadable prompt file is an error, not a run that writes 0 traces.
+    if next(iter(stream), None) is None:
+        where = f"shard {shard_pair[0]}/{shard_pair[1]} of " if shard_pair else ""
+        raise ConfigError(f"{where}prompt set '{pcfg.name}' ({stream.where}) has no prompts; check the file "
+                          "(prompts.path=...) and its columns, or the set's skip_references")
     params = tcfg.sampling
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
