@@ -612,3 +612,40 @@ def test_multiprocessing_works_inside(mode):
     )
     r = verify_code(code, {"cases": [{"input": "", "output": "285"}]}, extract=False, mode=mode)
     assert r.passed, r.excerpt
+
+
+@pytest.mark.skipif(not HAVE_BWRAP, reason="bubblewrap not installed (`apt-get install bubblewrap`)")
+def test_no_host_unix_socket_is_reachable():
+    """A world-writable socket the host listens on in a world-writable place (/var/tmp), and one in a
+    directory outside every place a program needs: bubblewrap mode mounts neither."""
+    places = [Path(tempfile.mkdtemp(prefix="distill-sock-", dir="/var/tmp"))]
+    if os.access("/srv", os.W_OK):
+        places.append(Path(tempfile.mkdtemp(prefix="distill-sock-", dir="/srv")))
+    listeners, paths = [], []
+    try:
+        for place in places:
+            place.chmod(0o777)
+            path = str(place / "host.sock")
+            s = socket.socket(socket.AF_UNIX)
+            s.bind(path)
+            os.chmod(path, 0o777)
+            s.listen(4)
+            s.setblocking(False)
+            listeners.append(s)
+            paths.append(path)
+        code = (
+            "import socket\nfor path in %r:\n"
+            "    s = socket.socket(socket.AF_UNIX)\n"
+            "    try:\n        s.connect(path)\n        print('escaped', path)\n"
+            "    except OSError as e:\n        print(type(e).__name__)\n" % (paths,)
+        )
+        r = verify_code(code, {"cases": [{"input": "", "output": "x"}]}, extract=False, mode="bwrap", limits=LIMITS)
+        assert "escaped" not in r.excerpt and r.status == "wrong_answer", r.excerpt
+        for s in listeners:
+            with pytest.raises(BlockingIOError):
+                s.accept()  # nobody connected
+    finally:
+        for s in listeners:
+            s.close()
+        for place in places:
+            shutil.rmtree(place, ignore_errors=True)

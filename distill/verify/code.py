@@ -27,9 +27,11 @@ the return value is compared with the expected value after a JSON round trip::
     # APPS: a list of arguments / the value
     {"fn_name": "add", "inputs": [[1, 2]], "outputs": [3]}
 
-check function (HumanEval, MBPP-style, the rllm LeetCode set): the solution and then this source
-run in one namespace; an `assert` failing in the tests is a wrong answer. When the source does
-not call `check(...)` itself, `entry_point` names what to pass to it::
+check function (HumanEval, MBPP-style, the rllm LeetCode set): the tests run in a judge process
+and see the solution's names as handles into the program's process; values cross as plain data,
+so an `assert` the tests make is decided by the judge on values the program returned, never by the
+program (see verify/_harness.py). An `assert` failing in the tests is a wrong answer. When the
+source does not call `check(...)` itself, `entry_point` names what to pass to it::
 
     {"check": "def check(candidate):\\n    assert candidate(2) == 4\\n", "entry_point": "square"}
     {"functional": "def check(candidate): ...\\ncheck(Solution().minOps)"}          # rllm spelling
@@ -41,7 +43,8 @@ Options (all optional):
 - "float_tol": 1e-6.  "timeout": seconds per case (default 6, LiveCodeBench's).
   "memory_mb": address space per process (default 1024).
 - "prelude": true (default) runs LiveCodeBench's import line first (`from typing import *`,
-  `from collections import *`, ...), as LeetCode's judge has `List` and `Counter` predefined.
+  `from collections import *`, ...), as LeetCode's judge has `List` and `Counter` predefined, and
+  LeetCode's TreeNode / ListNode helpers (`tree_node`, `list_node`, `is_same_tree`, `is_same_list`).
 
 ## Results
 
@@ -98,6 +101,72 @@ PRELUDE = (
     + f"import {', '.join(_PRELUDE_MODULES)}\nsys.setrecursionlimit(50000)\n"
 )
 """LiveCodeBench's import line: what LeetCode-style starter code assumes is in scope."""
+LEETCODE_HELPERS = '''
+class ListNode:
+    def __init__(self, val=0, next=None):
+        self.val = val
+        self.next = next
+
+
+class TreeNode:
+    def __init__(self, val=0, left=None, right=None):
+        self.val = val
+        self.left = left
+        self.right = right
+
+
+def list_node(values):
+    head = tail = None
+    for value in values:
+        node = ListNode(value)
+        if head is None:
+            head = tail = node
+        else:
+            tail.next = tail = node
+    return head
+
+
+def tree_node(values):
+    if not values or values[0] is None:
+        return None
+    root = TreeNode(values[0])
+    queue, i = deque([root]), 1
+    while queue and i < len(values):
+        node = queue.popleft()
+        for side in ("left", "right"):
+            if i < len(values) and values[i] is not None:
+                child = TreeNode(values[i])
+                setattr(node, side, child)
+                queue.append(child)
+            i += 1
+    return root
+
+
+def is_same_list(p, q):
+    while p is not None and q is not None:
+        if p.val != q.val:
+            return False
+        p, q = p.next, q.next
+    return p is None and q is None
+
+
+def is_same_tree(p, q):
+    stack = [(p, q)]
+    while stack:
+        a, b = stack.pop()
+        if a is None or b is None:
+            if a is not b:
+                return False
+            continue
+        if a.val != b.val:
+            return False
+        stack += [(a.left, b.left), (a.right, b.right)]
+    return True
+'''
+"""LeetCode's judge helpers (TreeNode, ListNode, `tree_node([1, None, 2])` from level order,
+`list_node`, `is_same_tree`, `is_same_list`), which the rllm LeetCode tests call. Written here, a
+few lines each, because no package ships LeetCode's judge; run after PRELUDE (they use its deque).
+Iterative, so a 10^5-node list compares without recursion."""
 EXCERPT = 240
 
 # ---------------------------------------------------------------------------------------------
@@ -485,7 +554,7 @@ def verify_code(
     overrides = {k: v for k, v in (("timeout", spec.timeout), ("memory_mb", spec.memory_mb)) if v is not None}
     eff = Limits(**{**asdict(base), **overrides})
     box = get_sandbox(mode, python, eff)
-    prelude = PRELUDE if spec.prelude else ""
+    prelude = PRELUDE + LEETCODE_HELPERS if spec.prelude else ""
     if spec.kind == "stdio":
         cases = _run_stdio(box, code, prelude, spec, eff, run_all)
     elif spec.kind == "calls":
@@ -727,6 +796,7 @@ __all__ = [
     "CaseResult",
     "CodeResult",
     "Limits",
+    "LEETCODE_HELPERS",
     "PRELUDE",
     "SandboxError",
     "TestSpec",

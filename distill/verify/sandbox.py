@@ -19,13 +19,15 @@ What contains a program, in both modes:
   stderr read up to a cap (a program printing gigabytes is killed, not buffered), stdin from a memfd.
 - the dropped uid: no capabilities, no setuid binaries (no_new_privs), host files only as "other".
 
-bubblewrap mode adds: read-only root, private /tmp (tmpfs, size-capped), /root, /home, the user's
-home and /run hidden (the interpreter's own directories bound back read-only), no network (own
-network namespace), own PID/IPC/UTS namespaces, a new session, and death with the parent.
+bubblewrap mode adds: a read-only root that holds only the system directories (SYSTEM_DIRS) and
+the interpreter's own, so no home, /run, /var or checkout is there to read and no host Unix socket
+to connect to; private /tmp and /dev/shm (tmpfs, size-capped), no network (own network namespace),
+own PID/IPC/UTS namespaces, a new session, and death with the parent.
 
 Fallback mode (no bubblewrap, or it cannot start): the harness unshares the network namespace
 itself where the kernel allows it (root, or unprivileged user namespaces), works in a private temp
-dir, and relies on the dropped uid for the file system. When even the network namespace is not
+dir, and relies on the dropped uid for the file system (so a world-writable host Unix socket stays
+reachable: only bubblewrap mode hides them). When even the network namespace is not
 available, a loud warning says so once per process: then the program can reach the network.
 """
 
@@ -34,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import json
 import logging
 import os
@@ -257,25 +260,32 @@ class Sandbox:
         inner = [self.python, "-I", "-B", "-S", "-c", HARNESS_SOURCE, str(payload_fd), str(result_fd)]
         if self.mode == "fallback":
             return inner
-        args = [self._bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        # Only what programs need is mounted, read-only: the system directories and the
+        # interpreter's own. No /var, /run, /home, /root, /srv, /mnt or project checkout: no host
+        # file to read and no host Unix socket to connect to (a world-writable socket under
+        # /var/tmp was reachable while the whole root was bound).
+        args = [self._bwrap]
+        for path in SYSTEM_DIRS:
+            if os.path.islink(path):
+                args += ["--symlink", os.readlink(path), path]
+            elif os.path.isdir(path):
+                args += ["--ro-bind", path, path]
+        args += ["--dev", "/dev", "--proc", "/proc"]
         for scratch in SCRATCH:  # private, RAM-backed, size-capped (POSIX semaphores live in /dev/shm)
             if self._bwrap_size:
                 args += ["--size", str(int(self.limits.tmp_mb) << 20)]
             args += ["--tmpfs", scratch]
-        hidden = _hidden_dirs()
-        for path in hidden:
-            args += ["--tmpfs", path]
         made: set[str] = set()
         for keep in self._bind_back:
             # bubblewrap would create the missing parents 0700, which the sandbox uid cannot cross.
-            top = next(h for h in [*SCRATCH, *hidden] if keep.startswith(h + "/"))
-            parts = Path(keep).relative_to(top).parts
-            for i in range(1, len(parts)):
-                parent = str(Path(top, *parts[:i]))
+            parts = Path(keep).parts
+            for i in range(2, len(parts)):
+                parent = str(Path(*parts[:i]))
                 if parent not in made:
                     made.add(parent)
                     args += ["--dir", parent]
             args += ["--ro-bind", keep, keep]
+        args += ["--remount-ro", "/"]
         args += [
             "--unshare-net",
             "--unshare-pid",
@@ -795,24 +805,23 @@ def _count_tasks(uid: int) -> int:
 
 SCRATCH = ("/tmp", "/dev/shm")
 """Directories bubblewrap replaces with a private, size-capped tmpfs."""
-
-
-def _hidden_dirs() -> list[str]:
-    """Directories bubblewrap covers with an empty tmpfs: homes (API keys, ssh keys) and /run (sockets)."""
-    hidden = []
-    home = os.path.realpath(os.path.expanduser("~"))
-    for path in ("/root", "/home", home, "/run", "/var/run"):
-        usable = path != "/" and os.path.isdir(path) and not os.path.islink(path) and path not in hidden
-        if usable and not any(path.startswith(h + "/") for h in hidden):
-            hidden.append(path)
-    return hidden
+SYSTEM_DIRS = ("/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+"""What bubblewrap mode mounts of the host (read-only; symlinks such as /bin -> usr/bin kept as links),
+beside the interpreter's own directories. None of them holds a socket or is writable by others on a
+standard system."""
 
 
 def _interpreter_path(python: str) -> list[str]:
     """The interpreter's sys.path as its site module sets it up (site-packages included), directories only."""
+    return [p for p in _interpreter_facts(python)["path"] if p and os.path.isabs(p)]
+
+
+@functools.lru_cache(maxsize=8)
+def _interpreter_facts(python: str) -> dict[str, Any]:
+    code = "import sys, json; print(json.dumps({'path': sys.path, 'prefixes': [sys.prefix, sys.base_prefix]}))"
     try:
         text = subprocess.run(
-            [python, "-I", "-c", "import sys, json; print(json.dumps(sys.path))"],
+            [python, "-I", "-c", code],
             capture_output=True,
             text=True,
             timeout=60,
@@ -822,20 +831,21 @@ def _interpreter_path(python: str) -> list[str]:
         ).stdout
     except (OSError, subprocess.SubprocessError) as e:
         raise SandboxError(f"cannot run the sandbox interpreter {python!r}: {e}") from e
-    return [p for p in json.loads(text) if p and os.path.isabs(p)]
+    return json.loads(text)
 
 
 def _interpreter_dirs(python: str, sys_path: list[str]) -> list[str]:
-    """The interpreter's directories under a hidden one, to bind back read-only (a pyenv in /root)."""
-    dirs = {os.path.realpath(python), os.path.abspath(python)} | {os.path.realpath(p) for p in sys_path}
-    # A venv under /tmp (a checkout in a temporary folder, as CI may use) sits under the private
-    # /tmp tmpfs: bind it back too, or the sandbox has no interpreter.
-    hidden = [*SCRATCH, *_hidden_dirs()]
+    """The interpreter's directories outside SYSTEM_DIRS, to bind read-only: its prefixes (a venv
+    needs its pyvenv.cfg, a pyenv build its lib/), the executable's directory and sys.path."""
+    prefixes = _interpreter_facts(python)["prefixes"]
+    dirs = {os.path.realpath(python), os.path.abspath(python), *prefixes, *sys_path}
+    dirs |= {os.path.realpath(d) for d in dirs}
+    system = [os.path.realpath(d) for d in SYSTEM_DIRS]
     keep = set()
     for d in dirs:
         while d and not os.path.isdir(d):  # a file (the executable, python311.zip): its directory
             d = os.path.dirname(d)
-        if any(d.startswith(h + "/") for h in hidden):
+        if d and d != "/" and not any(d == s or d.startswith(s + "/") for s in system):
             keep.add(d)
     # Bind only the outermost of nested directories.
     return sorted(d for d in keep if not any(d != o and d.startswith(o + "/") for o in keep))
