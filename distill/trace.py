@@ -57,7 +57,9 @@ class Trace:
     completion_tokens: int | None = None
     reasoning_tokens: int | None = None
     teacher: dict[str, Any] = field(default_factory=dict)
-    """Model, backend and sampling params. Never secrets: `teachers.config` strips key values."""
+    """Model, backend and sampling params. Never secrets: `teachers.config` strips key values. Plus, per
+    sample, what actually answered (`with_provenance`): `served_model` and `system_fingerprint` as the
+    server reported them (an alias such as deepseek-reasoner moves to newer models), or the loaded model."""
     reference: Any = None
     """Gold answer when the prompt set has one (a string for math and multiple choice, a dict of tests for code)."""
     task: str = "math"
@@ -115,6 +117,20 @@ class Trace:
                 f"{where}: field 'schema' is {data['schema']}, newer than this distill ({SCHEMA_VERSION}); upgrade distill"
             )
         return cls(**data)
+
+
+PROVENANCE = {"model": "served_model", "system_fingerprint": "system_fingerprint"}
+"""Completion.raw keys (as an OpenAI-compatible server names them) -> Trace.teacher keys."""
+
+
+def with_provenance(teacher: dict[str, Any], raw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the teacher record of one sample, the rest of the backend's raw extras for meta['response']).
+
+    Both provenance keys are always written (None when the backend did not say), so a reader can
+    tell "not reported" from "not recorded" in every trace.
+    """
+    served = {ours: raw.get(theirs) for theirs, ours in PROVENANCE.items()}
+    return {**teacher, **served}, {k: v for k, v in raw.items() if k not in PROVENANCE}
 
 
 def trace_id(prompt_id: str, sample_index: int, teacher_key: str) -> str:

@@ -284,3 +284,58 @@ def test_lora_trains_the_special_token_rows_and_no_other(tiny_qwen2, tmp_path):
         changed = {int(i) for i in (old != new).any(dim=1).nonzero().flatten()}
         assert changed == special, (name, changed, special)
 
+
+
+# ---------------------------------------------------------------------------------------------
+# 6. Teacher provenance: what answered, in every trace; an honest r1 menu and R1-0528 anywhere
+
+
+def test_every_trace_records_the_served_model_and_fingerprint(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(REPO_ROOT / "tests"))
+    from fault_server import FaultServer
+    from teacher_fixtures import read_lines, write_prompt_set, write_teacher
+
+    from distill.teachers.sample import run
+
+    class AliasServer(FaultServer):
+        """Answers a request for an alias with the model it maps to today, as DeepSeek's API does."""
+
+        def _completion(self, req, text, key, style):
+            return {**super()._completion(req, text, key, style), "model": "deepseek-v3.2", "system_fingerprint": "fp_1"}
+
+    prompt_set = write_prompt_set(tmp_path, [f"Question {i}." for i in range(3)])
+    with AliasServer() as server:
+        run(write_teacher(tmp_path, server.urls, model="deepseek-reasoner"), prompt_set, tmp_path / "out")
+    traces = read_lines(tmp_path / "out" / "raw.jsonl")
+    assert len(traces) == 3
+    for t in traces:
+        assert t["teacher"]["model"] == "deepseek-reasoner"  # what was asked for (and the trace id's key)
+        assert (t["teacher"]["served_model"], t["teacher"]["system_fingerprint"]) == ("deepseek-v3.2", "fp_1")
+        assert set(t["meta"]["response"]) == {"id"}
+
+
+def test_local_backends_record_the_model_they_loaded():
+    from distill.trace import with_provenance
+
+    teacher, rest = with_provenance({"name": "q", "model": "Qwen/QwQ-32B"}, {"model": "Qwen/QwQ-32B"})
+    assert teacher["served_model"] == "Qwen/QwQ-32B" and teacher["system_fingerprint"] is None and rest == {}
+    from types import SimpleNamespace
+
+    from distill.teachers.vllm_backend import completion_from_vllm
+
+    out = SimpleNamespace(text="<think>a</think>b", finish_reason="stop", token_ids=[1, 2])
+    assert completion_from_vllm(SimpleNamespace(prompt_token_ids=[1]), out, "Qwen/QwQ-32B").raw == {"model": "Qwen/QwQ-32B"}
+
+
+def test_r1_menu_says_what_it_samples_and_offers_r1_0528_on_any_endpoint():
+    from distill.teachers.config import load_teacher_config
+
+    header = (REPO_ROOT / "teachers" / "r1.yaml").read_text().split("backend:")[0]
+    assert "NOT DeepSeek-R1" in header and "TEACHER=r1-0528" in header and "served_model" in header
+    r1 = load_teacher_config("r1-0528")
+    assert r1.model == "deepseek-ai/DeepSeek-R1-0528" and r1.backend == "openai"
+    # Any endpoint: base URL(s) and the key's variable are ordinary overrides.
+    hosted = load_teacher_config("r1-0528", ["base_url=https://example.org/v1", "api_key_env=PROVIDER_API_KEY"])
+    assert hosted.base_url == ["https://example.org/v1"] and hosted.api_key_env == "PROVIDER_API_KEY"

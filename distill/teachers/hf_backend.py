@@ -166,4 +166,4 @@ class HFTeacher:
                 text, finish = text[:cut], "stop"
         reasoning, answer, _ = split_reasoning(text)
         return Completion(reasoning=reasoning, answer=answer, finish_reason=finish, prompt_tokens=int(prompt_tokens),
-                          completion_tokens=len(ids) + (1 if end is not None else 0))
+                          completion_tokens=len(ids) + (1 if end is not None else 0), raw={"model": self.cfg.model})

@@ -188,7 +188,8 @@ class OpenAITeacher:
             reasoning, answer, _ = split_reasoning(content)
         usage = data.get("usage") or {}
         details = usage.get("completion_tokens_details") or {}
-        raw = {k: data[k] for k in ("id", "model") if data.get(k)}
+        # The model that answered and its build: an alias (deepseek-reasoner) says what it maps to today.
+        raw = {k: data[k] for k in ("id", "model", "system_fingerprint") if data.get(k)}
         return Completion(
             reasoning=reasoning, answer=answer, finish_reason=choice.get("finish_reason"),
             prompt_tokens=_int(usage.get("prompt_tokens")), completion_tokens=_int(usage.get("completion_tokens")),

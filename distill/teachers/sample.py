@@ -51,7 +51,8 @@ from distill.prompts import Prompt, PromptSetConfig, load_prompt_config, load_pr
 from distill.teachers.base import Completion, SamplingParams, Teacher, TeacherError
 from distill.teachers.config import SAMPLING_KEYS, TeacherConfig, load_teacher_config
 from distill.teachers.retry import RetryPolicy, call_with_retries
-from distill.trace import JsonlWriter, Trace, atomic_jsonl, atomic_write_text, read_jsonl, trace_id
+from distill.trace import (JsonlWriter, Trace, atomic_jsonl, atomic_write_text, read_jsonl, trace_id,
+                           with_provenance)
 
 log = logging.getLogger(__name__)
 
@@ -279,12 +280,13 @@ class Sink:
         meta["attempts"] = attempts
         if latency is not None:
             meta["latency_s"] = round(latency, 3)
-        if c.raw:
-            meta["response"] = c.raw
+        teacher, response = with_provenance(self.record, c.raw)
+        if response:
+            meta["response"] = response
         trace = Trace(id=tid, prompt_id=prompt.id, sample_index=k, messages=self.messages(prompt),
                       reasoning=c.reasoning, answer=c.answer, finish_reason=c.finish_reason,
                       prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                      reasoning_tokens=c.reasoning_tokens, teacher=self.record, reference=prompt.reference,
+                      reasoning_tokens=c.reasoning_tokens, teacher=teacher, reference=prompt.reference,
                       task=prompt.task, meta=meta)
         # A shallow dict: Trace.to_dict (dataclasses.asdict) deep-copies every field, ~10% of the
         # client's CPU at hundreds of requests per second.

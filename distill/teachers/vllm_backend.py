@@ -79,14 +79,14 @@ class VLLMTeacher:
         texts = [render_chat(self.tokenizer, m, self.cfg.system_prompt, self.cfg.prefill) for m in prompts]
         params = dataclasses.replace(params, stop=[*params.stop, *self.extra_stop])
         outputs = self.llm.generate(texts, self._vllm.SamplingParams(**vllm_sampling_kwargs(params, self.cfg.extra_body)), use_tqdm=False)
-        return [[completion_from_vllm(out, o) for o in out.outputs] for out in outputs]
+        return [[completion_from_vllm(out, o, self.cfg.model) for o in out.outputs] for out in outputs]
 
 
-def completion_from_vllm(request_output: Any, output: Any) -> Completion:
-    """One vLLM CompletionOutput -> Completion (finish_reason 'stop' or 'length', token counts)."""
+def completion_from_vllm(request_output: Any, output: Any, model: str | None = None) -> Completion:
+    """One vLLM CompletionOutput -> Completion (finish_reason 'stop' or 'length', token counts, the model loaded)."""
     reasoning, answer, _ = split_reasoning(output.text)
     return Completion(
         reasoning=reasoning, answer=answer, finish_reason=output.finish_reason,
         prompt_tokens=len(request_output.prompt_token_ids or []),
-        completion_tokens=len(output.token_ids),
+        completion_tokens=len(output.token_ids), raw={"model": model} if model else {},
     )
