@@ -23,11 +23,12 @@ rejected with a did-you-mean):
     path: null                   # local .jsonl / .jsonl.gz / .json (array) / .parquet
     toy: null                    # {split: train, n: 2000, seed: 0}: distill.toy.task.toy_problems
     task: math                   # math | choice | code: how distill.verify checks answers
-    columns:                     # where the fields live in a row
-      problem: problem
-      answer: answer             # math: the gold answer; choice: the correct option's text
+    columns:                     # where the fields live in a row (`a.b` reads row["a"]["b"])
+      problem: problem           # text, or a chat-message list (its last user turn is the problem)
+      answer: answer             # math: the gold answer; choice: the correct option's text, or its letter
       id: null                   # stable id column; null: a hash of the problem text
       distractors: []            # choice: the wrong options' columns (GPQA: Incorrect Answer 1..3)
+      choices: null              # choice: one column holding every option ({A: text, ...}, {label, text}, [text, ...])
       tests: []                  # code: the columns the tests come from (see `reference_format`)
       starter_code: null         # code: starter code column, shown in the prompt
       keep: []                   # extra columns copied into Prompt.meta (level, subject, ...)
@@ -41,7 +42,10 @@ runs, machines and row order, so trace ids (and resume) survive a re-download.
 
 References are normalised so that a string comparison with the integer works:
 AIME '023' -> '23', AMC 27.0 -> '27', GSM8K '... #### 1,234' -> '1234'. Multiple choice: the
-options are shuffled with a fixed per-prompt seed and the reference is the gold letter. Code:
+reference is the gold letter. With `distractors` the options are shuffled with a fixed
+per-prompt seed; with `choices`, or with options already lettered in the problem text ("A) ...",
+"(B) ...", "C. ..." lines; no choices or distractors column), the source's letters are kept and
+options already in the text are not repeated. Code:
 the reference is a tests dict in the shapes `distill.verify.code` runs:
 - `lcb` (LiveCodeBench; columns.tests = [public, private] test-case columns): `{"cases": [{"input",
   "output"}, ...]}` for stdin problems, plus `"fn_name"` for functional (LeetCode) ones; the
@@ -126,6 +130,10 @@ class Columns:
     """A column with a stable unique id; None hashes the problem text instead."""
     distractors: list[str] = field(default_factory=list)
     """Choice: the columns of the wrong options."""
+    choices: str | None = None
+    """Choice: a column holding all the options, lettered by the source: {"A": text, ...},
+    {"label": [...], "text": [...]} or a list of texts (A, B, ... in order). Not shuffled; wins
+    over `distractors`, so `columns.choices=...` reads a copy of a set declared with them."""
     tests: list[str] = field(default_factory=list)
     """Code: the columns that go into the reference."""
     starter_code: str | None = None
@@ -165,9 +173,6 @@ class PromptSetConfig:
     """Seed of the per-prompt option shuffle for `task: choice`."""
 
     def __post_init__(self) -> None:
-        if self.task == "choice" and not self.columns.distractors:
-            raise ConfigError(f"prompt set '{self.name}': task 'choice' needs columns.distractors "
-                              "(the columns of the wrong options, e.g. [Incorrect Answer 1, Incorrect Answer 2])")
         code_formats = ("lcb", "check", "tests")
         if self.task == "code" and self.reference_format not in code_formats:
             raise ConfigError(f"prompt set '{self.name}': task 'code' needs reference_format 'lcb' (LiveCodeBench "
@@ -437,20 +442,93 @@ def _count_rows(cfg: PromptSetConfig) -> int | None:
 # Row -> Prompt
 
 
+class ColumnError(ConfigError):
+    """A row lacks the column `columns.<key>` names; `guess` is the row's column that looks like it.
+
+    Callers add the command-line spelling: `prompts.columns.problem=...` for `distill traces`,
+    `columns.<benchmark>.problem=...` for `distill eval`.
+    """
+
+    def __init__(self, message: str, key: str, guess: str | None):
+        super().__init__(message)
+        self.key, self.guess = key, guess
+
+
+# Usual names of a column, best first, for the did-you-mean of a missing column.
+COLUMN_NAMES = {
+    "problem": ["problem", "question", "prompt", "query", "input", "instruction", "text", "content"],
+    "answer": ["answer", "final_answer", "expected_answer", "gold", "ground_truth", "target", "label",
+               "correct answer", "solution"],
+    "id": ["id", "record id", "unique_id", "uid", "idx", "problem_id", "task_id", "question_id"],
+    "choices": ["choices", "options"],
+}
+
+
+def guess_column(row: dict[str, Any], key: str) -> str | None:
+    """The row's column that looks like `columns.<key>`: a usual name, else (for the problem) the longest text."""
+    lower = {str(c).lower(): c for c in row}
+    for name in COLUMN_NAMES.get(key, []):
+        if name in lower:
+            return lower[name]
+    if key == "problem":
+        texts = {c: len(v) if isinstance(v, str) else len(str(_last_user(v) or "")) for c, v in row.items()}
+        best = max(texts, key=texts.get, default=None)
+        return best if best is not None and texts[best] else None
+    return None
+
+
+def _get(row: dict[str, Any], col: str) -> tuple[bool, Any]:
+    """(found, value): a column, or a nested field as `a.b` (verl-style `reward_model.ground_truth`)."""
+    if col in row:
+        return True, row[col]
+    node: Any = row
+    for part in col.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False, None
+        node = node[part]
+    return True, node
+
+
 def _column(row: dict[str, Any], col: str, key: str, where: str) -> Any:
-    if col not in row:
-        raise ConfigError(f"{where}: no column '{col}' (set by columns.{key}); the row has {sorted(row)}. "
-                          f"Override it, e.g. columns.{key}={next(iter(sorted(row)), 'name')}")
-    return row[col]
+    found, value = _get(row, col)
+    if not found:
+        guess = guess_column(row, key)
+        hint = (f" The {key} looks like it is in '{guess}': set columns.{key}={guess}" if guess and guess != col
+                else f" Set columns.{key}= to one of them")
+        raise ColumnError(f"{where}: no column '{col}' (set by columns.{key}); the row has {sorted(row)}.{hint}",
+                          key, guess)
+    return value
+
+
+def _last_user(value: Any) -> str | None:
+    """The content of the last user turn of a chat-message list, else None."""
+    if isinstance(value, list) and value and all(isinstance(m, dict) and "role" in m for m in value):
+        users = [m.get("content") for m in value if m.get("role") == "user"]
+        return users[-1] if users and isinstance(users[-1], str) else None
+    return None
+
+
+def _problem(value: Any, col: str, where: str) -> tuple[list[dict[str, str]], str]:
+    """(turns before the problem, problem text): a text column, or a chat-message list whose last user
+    turn is the problem (a system turn before it is kept; an assistant turn after it, the solution, is not)."""
+    if isinstance(value, list):
+        text = _last_user(value)
+        if text is None or not text.strip():
+            raise ConfigError(f"{where}: column '{col}' (columns.problem) is a list but not chat messages with a "
+                              f"non-empty user turn ([{{role: user, content: ...}}]), got {value!r:.80}")
+        last = max(i for i, m in enumerate(value) if m.get("role") == "user")
+        before = [{"role": str(m["role"]), "content": str(m.get("content", ""))} for m in value[:last]]
+        return before, text.strip()
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where}: column '{col}' (columns.problem) must be non-empty text or chat messages, "
+                          f"got {value!r:.60}")
+    return [], value.strip()
 
 
 def make_prompt(cfg: PromptSetConfig, row: dict[str, Any], where: str = "row") -> Prompt | None:
     """One row -> one Prompt (None when `skip_references` drops it); errors name `where` and the column."""
     cols = cfg.columns
-    problem = _column(row, cols.problem, "problem", where)
-    if not isinstance(problem, str) or not problem.strip():
-        raise ConfigError(f"{where}: column '{cols.problem}' (columns.problem) must be non-empty text, got {problem!r:.60}")
-    problem = problem.strip()
+    turns, problem = _problem(_column(row, cols.problem, "problem", where), cols.problem, where)
     id_col = cols.id if cols.id is not None else ("id" if cfg.source == "toy" else None)
     if id_col is not None:
         raw_id = _column(row, id_col, "id", where)
@@ -486,7 +564,7 @@ def make_prompt(cfg: PromptSetConfig, row: dict[str, Any], where: str = "row") -
             return None
     instruction = cfg.instruction_text
     content = f"{text}\n\n{instruction}" if instruction else text
-    return Prompt(id=pid, messages=[{"role": "user", "content": content}], reference=reference,
+    return Prompt(id=pid, messages=[*turns, {"role": "user", "content": content}], reference=reference,
                   task=cfg.task, meta=meta)
 
 
@@ -532,21 +610,96 @@ def normalize_reference(value: Any, fmt: str = "auto") -> str | None:
 
 def _choice(cfg: PromptSetConfig, row: dict[str, Any], problem: str, pid: str,
             where: str) -> tuple[str, str, dict[str, str]]:
-    """Shuffle the options with a seed of (choice_seed, prompt id): stable per prompt, not row order."""
+    """(text with the options, gold letter, {letter: option}).
+
+    With `distractors`, the options are shuffled with a seed of (choice_seed, prompt id): stable per
+    prompt, not row order. With `choices`, or options lettered in the text, the source's letters stay.
+    """
     cols = cfg.columns
     if cols.answer is None:
-        raise ConfigError(f"{where}: task 'choice' needs columns.answer (the correct option's column)")
-    correct = str(_column(row, cols.answer, "answer", where)).strip()
-    options = [correct] + [str(_column(row, c, "distractors", where)).strip() for c in cols.distractors]
-    if len(options) > len(LETTERS):
-        raise ConfigError(f"prompt set '{cfg.name}': at most {len(LETTERS)} options, got {len(options)}")
-    order = list(range(len(options)))
-    # A str seed is hashed with sha512 by `random`, so the shuffle is the same on every machine.
-    random.Random(f"{cfg.choice_seed}:{pid}").shuffle(order)
-    choices = {LETTERS[i]: options[k] for i, k in enumerate(order)}
-    gold = LETTERS[order.index(0)]
-    text = problem + "\n\n" + "\n".join(f"{letter}) {option}" for letter, option in choices.items())
+        raise ConfigError(f"{where}: task 'choice' needs columns.answer (the correct option, or its letter)")
+    answer = _column(row, cols.answer, "answer", where)
+    if cols.distractors and not cols.choices:  # `choices` wins: a copy of a set declared with distractors
+        correct = str(answer).strip()
+        options = [correct] + [str(_column(row, c, "distractors", where)).strip() for c in cols.distractors]
+        if len(options) > len(LETTERS):
+            raise ConfigError(f"prompt set '{cfg.name}': at most {len(LETTERS)} options, got {len(options)}")
+        order = list(range(len(options)))
+        # A str seed is hashed with sha512 by `random`, so the shuffle is the same on every machine.
+        random.Random(f"{cfg.choice_seed}:{pid}").shuffle(order)
+        choices = {LETTERS[i]: options[k] for i, k in enumerate(order)}
+        gold = LETTERS[order.index(0)]
+        text = problem + "\n\n" + "\n".join(f"{letter}) {option}" for letter, option in choices.items())
+        return text, gold, choices
+    if cols.choices:
+        choices = _options(_column(row, cols.choices, "choices", where), f"{where}: column '{cols.choices}'")
+    else:
+        choices = lettered_options(problem)
+        if len(choices) < 2:
+            raise ConfigError(f"{where}: task 'choice' found no options: set columns.choices (one column with every "
+                              "option) or columns.distractors (the wrong options' columns), or letter the options "
+                              "in the problem text (lines 'A) ...', 'B) ...')")
+    gold = _gold_letter(answer, choices, f"{where}: column '{cols.answer}' (columns.answer)")
+    text = problem if len(lettered_options(problem)) >= len(choices) else (
+        problem + "\n\n" + "\n".join(f"{letter}) {option}" for letter, option in choices.items()))
     return text, gold, choices
+
+
+_OPTION_LINE = re.compile(rf"^[ \t]*(?:\(([{LETTERS}])\)|([{LETTERS}])[).:])[ \t]+(\S.*)$", re.MULTILINE)
+
+
+def lettered_options(text: str) -> dict[str, str]:
+    """Options the text already lists one per line ('A) x', '(B) y', 'C. z', 'D: w'), in order from A."""
+    found: dict[str, str] = {}
+    for m in _OPTION_LINE.finditer(text):
+        letter = m.group(1) or m.group(2)
+        if letter == LETTERS[len(found)]:
+            found[letter] = m.group(3).strip()
+        elif letter == "A":  # a second list starts: the last one is the options
+            found = {"A": m.group(3).strip()}
+    return found
+
+
+def _options(value: Any, where: str) -> dict[str, str]:
+    """{letter: text} from {"A": t, ...}, {"label": [...], "text": [...]}, a list of texts, or their JSON."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"{where}: options given as text but not JSON: {value!r:.80}") from None
+    if isinstance(value, dict) and isinstance(value.get("text"), list):
+        labels = value.get("label") or list(LETTERS[:len(value["text"])])
+        value = dict(zip(labels, value["text"]))
+    if isinstance(value, list):
+        value = dict(zip(LETTERS, value))
+    if not isinstance(value, dict) or not 2 <= len(value) <= len(LETTERS):
+        raise ConfigError(f"{where}: expected 2-{len(LETTERS)} options as {{A: text, ...}}, {{label: [...], "
+                          f"text: [...]}} or a list of texts, got {value!r:.80}")
+    out = {}
+    for label, text in value.items():
+        letter = str(label).strip().strip("()").upper()
+        if letter not in LETTERS:
+            raise ConfigError(f"{where}: option label {label!r} is not a letter {LETTERS[0]}-{LETTERS[-1]}")
+        out[letter] = str(text).strip()
+    return out
+
+
+def _gold_letter(answer: Any, choices: dict[str, str], where: str) -> str:
+    """The gold letter from a letter ('C', '(C)'), a 0-based index, or the correct option's text."""
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        letters = list(choices)
+        if 0 <= answer < len(letters):
+            return letters[answer]
+    elif isinstance(answer, str):
+        m = re.fullmatch(rf"\s*\(?([{LETTERS}])\)?[.:]?\s*", answer.upper())
+        if m and m.group(1) in choices:
+            return m.group(1)
+        wanted = answer.strip().casefold()
+        for letter, option in choices.items():
+            if option.casefold() == wanted:
+                return letter
+    raise ConfigError(f"{where}: gold answer {answer!r:.60} is neither an option letter ({', '.join(choices)}), "
+                      "a 0-based index nor the text of an option")
 
 
 def _code_reference(cfg: PromptSetConfig, row: dict[str, Any], where: str, meta: dict[str, Any]) -> Any:

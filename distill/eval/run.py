@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import ConfigError, load_config, load_yaml, menu_path, merge, to_dict
-from distill.eval.config import DEFAULT_K, EvalConfig
+from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
+from distill.eval.config import EvalConfig, load_eval_config
 from distill.eval.report import build_report, markdown, plot, table
 from distill.eval.results import ResultStore, evaluate, run_key
-from distill.prompts import Prompt, load_prompts
+from distill.prompts import ColumnError, Prompt, load_prompts
 from distill.teachers.base import SamplingParams, Teacher
 from distill.trace import atomic_write_text
 
@@ -69,8 +69,9 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
     section = preset.get("eval") or {}
     if not isinstance(section, dict):
         raise ConfigError(f"{preset_path}: key 'eval' must be a mapping of EvalConfig keys, got {section!r:.60}")
-    # Start from the default k table so `k.aime24=16` changes one entry instead of replacing them all.
-    cfg = load_config(EvalConfig, merge({"k": dict(DEFAULT_K)}, section), overrides)
+    cfg, preset_lines = load_eval_config(preset_path, section, overrides)
+    for line in preset_lines:
+        print(line)
     out_dir = Path(out_dir)
     params = sampling_params(cfg)
 
@@ -164,10 +165,13 @@ def name_of(benchmark: str) -> str:
 def load_benchmark(benchmark: str, cfg: EvalConfig) -> list[Prompt]:
     """The problems of one benchmark, from datasets/<name>.yaml (its local file when `data` names one)."""
     name = name_of(benchmark)
-    overrides = [f"path={cfg.data[name]}"] if name in cfg.data else None
     try:
-        prompts = list(load_prompts(benchmark, overrides, limit=cfg.limit))
+        prompts = list(load_prompts(benchmark, cfg.overrides_for(name), limit=cfg.limit))
+    except ColumnError as e:
+        raise ConfigError(f"{e}\n(in `distill eval`: columns.{name}.{e.key}={e.guess or '<column>'})") from None
     except ConfigError as e:
+        if name in cfg.data:
+            raise
         raise ConfigError(f"{e}\n(in `distill eval`, point a benchmark at a local copy with data.{name}=PATH)") from None
     if not prompts:
         raise ConfigError(f"benchmark '{name}' has no problems (limit={cfg.limit}); check datasets/{name}.yaml "

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import ConfigError, load_config, to_dict
-from distill.prompts import Prompt, PromptSetConfig, load_prompt_config, load_prompts, parse_shard
+from distill.prompts import ColumnError, Prompt, PromptSetConfig, load_prompt_config, load_prompts, parse_shard
 from distill.teachers.base import Completion, SamplingParams, Teacher, TeacherError
 from distill.teachers.config import SAMPLING_KEYS, TeacherConfig, load_teacher_config
 from distill.teachers.retry import RetryPolicy, call_with_retries
@@ -553,7 +553,11 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     stream = load_prompts(pcfg, limit=rcfg.limit, shard=shard_pair)
     # Read the first prompt before the teacher loads (minutes) or any file is written: an empty or
     # unreadable prompt file is an error, not a run that writes 0 traces.
-    if next(iter(stream), None) is None:
+    try:
+        first = next(iter(stream), None)
+    except ColumnError as e:
+        raise ConfigError(f"{e} (on the command line: prompts.columns.{e.key}={e.guess or '<column>'})") from None
+    if first is None:
         where = f"shard {shard_pair[0]}/{shard_pair[1]} of " if shard_pair else ""
         raise ConfigError(f"{where}prompt set '{pcfg.name}' ({stream.where}) has no prompts; check the file "
                           "(prompts.path=...) and its columns, or the set's skip_references")
