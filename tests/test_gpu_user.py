@@ -339,3 +339,81 @@ def test_r1_menu_says_what_it_samples_and_offers_r1_0528_on_any_endpoint():
     # Any endpoint: base URL(s) and the key's variable are ordinary overrides.
     hosted = load_teacher_config("r1-0528", ["base_url=https://example.org/v1", "api_key_env=PROVIDER_API_KEY"])
     assert hosted.base_url == ["https://example.org/v1"] and hosted.api_key_env == "PROVIDER_API_KEY"
+
+
+# ---------------------------------------------------------------------------------------------
+# 7. Eval on vLLM: the model's context, clamped and counted; data-parallel replicas
+
+
+def test_max_tokens_is_clamped_to_the_context_and_overflow_is_not_sent():
+    from distill.teachers.vllm_backend import clamp_max_tokens
+
+    # 32k context: a 1k prompt keeps 31k of a 32k budget, a 40k prompt gets nothing; no context known: unchanged.
+    assert clamp_max_tokens([100, 1_000, 32_768, 40_000], 32_768, 32_768) == [32_668, 31_768, 0, 0]
+    assert clamp_max_tokens([100, 20_000], 8_192, 32_768) == [8_192, 8_192]
+    assert clamp_max_tokens([50_000], 8_192, None) == [8_192]
+
+
+def test_vllm_engine_takes_its_context_from_the_model(tiny_qwen2):
+    from distill.teachers.config import TeacherConfig
+    from distill.teachers.vllm_backend import model_context, vllm_engine_kwargs
+
+    cfg = TeacherConfig(name="t", backend="vllm", model=str(tiny_qwen2))
+    assert model_context(str(tiny_qwen2)) == 1024
+    assert vllm_engine_kwargs(cfg, model_context(cfg.model))["max_model_len"] == 1024
+    assert vllm_engine_kwargs(TeacherConfig(name="t", backend="vllm", model="m", max_model_len=4096), 1024)[
+        "max_model_len"] == 4096  # a config's own value wins
+
+
+def test_vllm_generate_clamps_counts_and_never_crashes(tiny_qwen2, caplog):
+    """The backend's generate with the engine replaced by a recorder (vLLM needs CUDA)."""
+    from types import SimpleNamespace
+
+    from transformers import AutoTokenizer
+
+    from distill.teachers.base import SamplingParams
+    from distill.teachers.config import TeacherConfig
+    from distill.teachers.vllm_backend import VLLMTeacher
+
+    sent = []
+
+    def engine(texts, sampling):
+        sent.append([k["max_tokens"] for k in sampling])
+        return [SimpleNamespace(prompt_token_ids=[0] * 3, outputs=[
+            SimpleNamespace(text="<think>x</think>y", finish_reason="length", token_ids=[1] * k["max_tokens"])
+            for _ in range(k["n"])]) for k in sampling]
+
+    teacher = VLLMTeacher.__new__(VLLMTeacher)
+    teacher.cfg = TeacherConfig(name="t", backend="vllm", model=str(tiny_qwen2))
+    teacher.name, teacher.tokenizer = "t", AutoTokenizer.from_pretrained(tiny_qwen2)
+    teacher.prompt_note, teacher.extra_stop, teacher.clamped, teacher.overflowed = None, (), 0, 0
+    teacher._generate = engine
+    prompts = [[{"role": "user", "content": "1+1?"}], [{"role": "user", "content": "long " * 20}],
+               [{"role": "user", "content": "long " * 80}]]
+    lengths = [len(teacher.tokenizer.apply_chat_template(p, add_generation_prompt=True, return_dict=True)["input_ids"])
+               for p in prompts]
+    # The first fits with its 32 tokens, the second only with fewer, the third alone fills the context.
+    teacher.max_model_len = lengths[1] + 10
+    assert lengths[0] + 32 <= teacher.max_model_len <= lengths[2]
+    with caplog.at_level("WARNING"):
+        out = teacher.generate(prompts, SamplingParams(max_tokens=32, n=2))
+    assert len(sent) == 1 and sent[0][0] == 32 and 0 < sent[0][1] < 32  # the third prompt is never sent
+    assert [len(row) for row in out] == [2, 2, 2]
+    assert out[1][0].raw["max_tokens_clamped_to"] == sent[0][1]
+    assert out[2][0].finish_reason == "length" and "context_overflow" in out[2][0].raw
+    assert (teacher.clamped, teacher.overflowed) == (1, 1)
+    assert f"1 of 3 prompts + max_tokens 32 exceed max_model_len {lengths[1] + 10}" in caplog.text
+
+
+def test_data_parallel_replicas_get_disjoint_gpu_groups():
+    from distill.config import ConfigError
+    from distill.teachers.config import TeacherConfig
+    from distill.teachers.vllm_backend import gpu_groups
+
+    assert gpu_groups(8, 1, [str(i) for i in range(8)]) == [str(i) for i in range(8)]
+    assert gpu_groups(2, 4, [str(i) for i in range(8)]) == ["0,1,2,3", "4,5,6,7"]
+    with pytest.raises(ValueError, match="needs 16 GPUs; 8 are visible"):
+        gpu_groups(4, 4, [str(i) for i in range(8)])
+    assert TeacherConfig(name="t", backend="vllm", model="m", data_parallel_size=8).data_parallel_size == 8
+    with pytest.raises(ConfigError, match="data_parallel_size"):
+        TeacherConfig(name="t", backend="vllm", model="m", data_parallel_size=0)

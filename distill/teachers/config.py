@@ -81,8 +81,13 @@ class TeacherConfig:
     device: str | None = None
     """hf: 'cpu', 'cuda', 'cuda:1'; None picks a GPU when there is one."""
     tensor_parallel_size: int = 1
+    data_parallel_size: int = 1
+    """vllm: engine replicas, each on its own tensor_parallel_size GPUs in its own process (8 GPUs evaluate a 7B 8x at
+    once). vLLM refuses LLM(data_parallel_size>1) in one process, so distill starts the replicas itself."""
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
+    """vllm: context of the engine (prompt + completion). None: the model's own (config.json max_position_embeddings).
+    A prompt plus max_tokens beyond it gets max_tokens clamped, counted and logged."""
     trust_remote_code: bool = False
     filters: list[Any] | None = None
     """The filter recipe `make filter TEACHER=<this>` applies (names or {name: {options}} items, as in
@@ -97,7 +102,8 @@ class TeacherConfig:
                               "http://localhost:8000/v1)")
         if self.transport not in ("openai", "aiohttp"):
             raise ConfigError(f"{where}: `transport` is 'openai' (the openai SDK) or 'aiohttp', got {self.transport!r}")
-        for key in ("concurrency", "client_processes", "batch_size", "tensor_parallel_size", "max_consecutive_failures"):
+        for key in ("concurrency", "client_processes", "batch_size", "tensor_parallel_size", "data_parallel_size",
+                    "max_consecutive_failures"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: `{key}` must be at least 1, got {getattr(self, key)}")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32", "half", "float"):
