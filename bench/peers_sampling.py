@@ -39,6 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sample_bench
+
 REPO = Path(__file__).resolve().parents[1]
 CURATOR_VENV = REPO / ".venv" / "peers" / "curator"
 LOOPBACK = ("127.", "::1", "localhost")
@@ -190,9 +193,6 @@ def run_curator(python: str, folder: Path, url: str, concurrency: int, requests:
 
 
 def run_ours(folder: Path, url: str, concurrency: int, requests: int, tag: str) -> dict:
-    sys.path.insert(0, str(REPO / "bench"))
-    import sample_bench
-
     return sample_bench._client(folder, url, concurrency, sample_bench._write_prompts(folder, requests), tag)
 
 
@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
                 fig: dict = {"ideal_requests_per_s": ideal, "ours": _row(run_ours(folder, url, c, args.requests, f"c{c}"), ideal)}
                 if python:
                     r = run_curator(python, folder, url, c, args.requests, args.latency, f"c{c}")
+                    sample_bench.check_requests(f"Curator at concurrency {c}", r, args.requests)
                     fig["curator"] = _row(r, ideal)
                     figures["curator_non_loopback_attempts"] = figures.get("curator_non_loopback_attempts", 0) + len(r["blocked"])
                     if r["blocked"]:

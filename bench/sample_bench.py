@@ -126,7 +126,18 @@ def _client(folder: Path, url: str, concurrency: int, prompts: Path, tag: str, f
                           env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"client run failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    with open(prompts.with_suffix(".jsonl"), "rb") as f:  # _write_prompts: one request per line
+        check_requests(f"client run {tag}", result, sum(1 for _ in f))
+    return result
+
+
+def check_requests(who: str, result: dict, requests: int) -> None:
+    """Fail loudly unless a client answered every request it was given: a rate over other work
+    (samples skipped as already done, failed or dropped) is not the rate of this work."""
+    if result["written"] != requests or result.get("failed"):
+        raise RuntimeError(f"{who}: {result['written']} written and {result.get('failed', 0)} failed of {requests} "
+                           "requests; its rate would count other work than the other runs")
 
 
 def main(argv: list[str] | None = None) -> dict:

@@ -11,7 +11,9 @@ Runs: `bare` (a plain loop), `tiny` (students/tiny.yaml as shipped: SFTTrainer w
 per-step entropy/accuracy metrics, loss on full logits), `sft_defaults` (the same with SFTTrainer's
 defaults: metrics on, chunked LM head) and `tiny_packed` (bfd packing, padding-free; not in --quick).
 Throughput is measured on the training loop alone, best of --reps, in wall and in CPU seconds
-(steadier when other work shares the cores); the ratios use CPU seconds.
+(steadier when other work shares the cores); the ratios use CPU seconds. Each side's work is its
+own count (the trainer's optimizer steps and non-pad input tokens, the bare loop's batches), and
+the bench stops with an error when the runs' counts differ.
 """
 
 from __future__ import annotations
@@ -68,35 +70,68 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KB on Linux
 
 
+def trainer_clock():
+    """A TrainerCallback timing the training loop alone (not loading, tokenising or saving) and
+    reading the work the trainer itself did: its optimizer steps and the non-pad tokens it fed the
+    model (`num_input_tokens_seen`), so a preset's max_steps can never make the bench count other work."""
+    from transformers import TrainerCallback
+
+    class Clock(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            args.include_num_input_tokens_seen = "non_padding"  # read per batch by the training loop
+            self.tokens0, self.steps0 = state.num_input_tokens_seen, state.global_step
+            self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+        def on_train_end(self, args, state, control, **kwargs):
+            self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+            self.tokens = int(state.num_input_tokens_seen - self.tokens0)
+            self.steps = state.global_step - self.steps0
+
+        def result(self, mean_loss: float) -> dict:
+            return {"tokens_per_s": self.tokens / self.wall, "tokens_per_cpu_s": self.tokens / self.cpu,
+                    "tokens": self.tokens, "steps": self.steps, "mean_loss": mean_loss}
+
+    return Clock()
+
+
+def best_of(best: dict, result: dict) -> dict:
+    """Keep the fastest rep's rates; the work (tokens, steps) must be the same in every rep."""
+    for key in ("tokens", "steps"):
+        if key in best and best[key] != result[key]:
+            raise RuntimeError(f"two repetitions of one run did different work: {key} {best[key]} vs {result[key]}")
+    return {k: max(best.get(k, 0), v) if k.startswith("tokens_per") else v for k, v in result.items()}
+
+
+def check_same_work(runs: dict[str, dict], same_steps: list[str]) -> None:
+    """Fail loudly unless every run fed the model the same non-pad tokens, and the runs in
+    `same_steps` (same batch size) took the same optimizer steps: a ratio of rates is only a
+    comparison when both sides did the same work."""
+    tokens = {name: r["tokens"] for name, r in runs.items()}
+    steps = {name: runs[name]["steps"] for name in same_steps}
+    if len(set(tokens.values())) > 1 or len(set(steps.values())) > 1:
+        raise RuntimeError(f"the runs did different work, so their rates do not compare: tokens {tokens}, "
+                           f"optimizer steps {steps}")
+
+
 def run_trl(root: str, model_dir: str, data: str, epochs: int, extra: list[str], reps: int) -> dict:
     import torch
-    from transformers import TrainerCallback
 
     torch.set_num_threads(THREADS)
     from distill.students.config import load_student_config
     from distill.students.train import train
 
-    class Clock(TrainerCallback):
-        """Wall and CPU time of the training loop alone (not loading, tokenising or saving)."""
-
-        def on_train_begin(self, args, state, control, **kwargs):
-            self.wall, self.cpu = time.perf_counter(), time.process_time()
-
-        def on_train_end(self, args, state, control, **kwargs):
-            self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-    cfg, _ = load_student_config("tiny", [f"base={model_dir}", f"num_epochs={epochs}", "save_steps=100000",
-                                          "logging_steps=100000", f"torch_threads={THREADS}", *extra])
+    # max_steps=-1: `epochs` decides, as in the bare loop (students/tiny.yaml sets max_steps: 1000).
+    cfg, _ = load_student_config("tiny", [f"base={model_dir}", f"num_epochs={epochs}", "max_steps=-1",
+                                          "save_steps=100000", "logging_steps=100000", f"torch_threads={THREADS}",
+                                          *extra])
     best: dict = {}
     for rep in range(reps):
         out = Path(root) / ("run-" + "-".join(extra or ["default"]).replace("=", "") + f"-{rep}")
-        clock = Clock()
+        clock = trainer_clock()
         train(cfg, Path(data), out, callbacks=[clock])
         record = json.loads((out / "run.json").read_text())
-        tokens = record["data"]["tokens"] * epochs
-        result = {"tokens_per_s": tokens / clock.wall, "tokens_per_cpu_s": tokens / clock.cpu, "tokens": tokens,
-                  "mean_loss": record["results"]["mean_train_loss"]}
-        best = {k: max(best.get(k, 0), v) if k.startswith("tokens_per") else v for k, v in result.items()}
+        assert clock.steps == record["results"]["optimizer_steps"], (clock.steps, record["results"])
+        best = best_of(best, clock.result(record["results"]["mean_train_loss"]))
     return {**best, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -119,7 +154,7 @@ def run_bare(root: str, model_dir: str, data: str, epochs: int, extra: list[str]
     for _ in range(reps):
         result = _bare_loop(model_dir, rows, tok.pad_token_id, cfg, epochs)
         assert result["tokens"] == stats.tokens * epochs
-        best = {k: max(best.get(k, 0), v) if k.startswith("tokens_per") else v for k, v in result.items()}
+        best = best_of(best, result)
     return {**best, "peak_rss_mb": _peak_rss_mb()}
 
 
@@ -160,7 +195,7 @@ def _bare_loop(model_dir: str, rows: list, pad_id: int, cfg, epochs: int) -> dic
             tokens += int(attn.sum())
             losses.append(loss.item())
     wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
-    return {"tokens_per_s": tokens / wall, "tokens_per_cpu_s": tokens / cpu, "tokens": tokens,
+    return {"tokens_per_s": tokens / wall, "tokens_per_cpu_s": tokens / cpu, "tokens": tokens, "steps": len(losses),
             "mean_loss": sum(losses) / len(losses)}
 
 
@@ -248,8 +283,11 @@ def main(argv: list[str] | None = None) -> dict:
             runs["tiny_packed"] = in_subprocess("run_trl", *common, ["packing=true", "per_device_batch_size=3",
                                                                      "global_batch_size=3"], reps)
         fractions = in_subprocess("non_pad_fractions", str(model_dir), str(data), tmp)
+    # Packed rows take fewer, fuller steps: the same tokens, other step counts.
+    check_same_work(runs, same_steps=["bare", "tiny", "sft_defaults"])
 
-    figures: dict = {"traces": n, "epochs": epochs, "threads": THREADS, "reps": reps}
+    figures: dict = {"traces": n, "epochs": epochs, "threads": THREADS, "reps": reps,
+                     "steps": runs["bare"]["steps"], "tokens": runs["bare"]["tokens"]}
     for name, r in runs.items():
         figures[f"{name}_tokens_per_s"] = round(r["tokens_per_s"], 1)
         figures[f"{name}_tokens_per_cpu_s"] = round(r["tokens_per_cpu_s"], 1)
