@@ -248,3 +248,12 @@ def test_filter_refuses_to_replace_another_inputs_outputs(tmp_path, capsys, make
 def test_filter_refuses_to_overwrite_its_own_input(tmp_path, capsys, make_trace):
     clean = write_traces_file(tmp_path / "clean.jsonl", make_trace)
     fail(capsys, ["filter", "--input", clean, FAST_FILTERS], "would be overwritten by this filter's own output")
+
+
+def test_eval_student_that_is_not_a_model(tmp_path, capsys):
+    (tmp_path / "final").mkdir()
+    fail(capsys, ["eval", "--size", "tiny", "--student", tmp_path / "final", "--out", tmp_path / "out"],
+         "is not a model folder (no config.json)")
+    (tmp_path / "model.bin").write_text("")
+    fail(capsys, ["eval", "--size", "tiny", "--student", tmp_path / "model.bin", "--out", tmp_path / "out"],
+         "is a file; it takes a model folder")

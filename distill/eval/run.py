@@ -79,6 +79,9 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
     # only those in `roles` generate what is missing.
     columns = [model_column("original", cfg.original or base, out_dir / "original", cfg, revision=preset.get("revision"))]
     if student is not None and Path(student).exists():
+        if not (Path(student) / "config.json").exists():
+            raise ConfigError(f"--student {student} is not a model folder (no config.json); point it at a trained "
+                              "student, e.g. out/students/<size>/final")
         columns.append(model_column("student", str(student), out_dir / "student", cfg))
     elif "student" in cfg.roles:
         raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={Path(size).stem}`, "

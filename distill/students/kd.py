@@ -20,13 +20,15 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from distill.config import ConfigError
+
 log = logging.getLogger(__name__)
 
 PAD_ROW_BIAS = -1e4  # logit offset of padded teacher rows: exp(-1e4) underflows to 0 in fp32 and bf16
 
 
 def check_shared_vocab(student_tok, teacher_tok, student_name: str = "student", teacher_name: str = "teacher") -> int:
-    """Return the shared vocabulary size; raise ValueError (pointing to GOLD) when the tokenizers differ."""
+    """Return the shared vocabulary size; raise ConfigError (pointing to GOLD) when the tokenizers differ."""
     s_vocab, t_vocab = student_tok.get_vocab(), teacher_tok.get_vocab()
     if s_vocab != t_vocab:
         only_s = sorted(set(s_vocab) - set(t_vocab))
@@ -36,7 +38,7 @@ def check_shared_vocab(student_tok, teacher_tok, student_name: str = "student", 
             f"{len(only_s)} tokens only in the student's (e.g. {only_s[:3]})" if only_s else "",
             f"{len(only_t)} only in the teacher's (e.g. {only_t[:3]})" if only_t else "",
             f"{len(moved)} with other ids (e.g. {moved[:3]})" if moved else "") if part)
-        raise ValueError(
+        raise ConfigError(
             f"Teacher {teacher_name} and student {student_name} do not share a vocabulary ({detail}). Logit and "
             f"on-policy distillation compare next-token distributions id by id, so they need the same tokenizer. "
             f"Use a teacher of the student's family, SFT on its traces (kd: none), or cross-tokenizer distillation "
@@ -61,7 +63,7 @@ def align_vocab(teacher, student_rows: int, vocab_size: int) -> None:
     if teacher_rows == student_rows:
         return
     if vocab_size > min(teacher_rows, student_rows):
-        raise ValueError(f"the tokenizer has {vocab_size} tokens but a model has only "
+        raise ConfigError(f"the tokenizer has {vocab_size} tokens but a model has only "
                          f"{min(teacher_rows, student_rows)} embedding rows; the checkpoint does not match its tokenizer")
     log.info("teacher head has %d rows, student %d (padding beyond %d tokens): aligning the teacher",
              teacher_rows, student_rows, vocab_size)
