@@ -276,7 +276,8 @@ def test_lora_trains_the_special_token_rows_and_no_other(tiny_qwen2, tmp_path):
                                                     "lora_target_modules=[q_proj,v_proj]", "max_steps=4",
                                                     "save_steps=10", "learning_rate=5e-2"))
     tok = AutoTokenizer.from_pretrained(base)
-    special = {tok.convert_tokens_to_ids(t) for t in get_format("chatml").special_tokens}
+    # The template's special tokens and <think> / </think> (students/serving.py), and no other row.
+    special = {tok.convert_tokens_to_ids(t) for t in (*get_format("chatml").special_tokens, "<think>", "</think>")}
     before = AutoModelForCausalLM.from_pretrained(base)
     after = AutoModelForCausalLM.from_pretrained(out / "final")
     for name in ("get_input_embeddings", "get_output_embeddings"):

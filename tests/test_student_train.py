@@ -93,6 +93,9 @@ def test_final_model_carries_the_serving_template_and_stops_on_end_of_turn(train
     assert tok.convert_tokens_to_ids("<|im_end|>") in eos
     config = json.loads((trained.final / "config.json").read_text())
     assert config["use_cache"] is True and config["eos_token_id"] == tok.eos_token_id
+    # What serving stacks read (students/serving.py): legacy RoPE keys and one-token <think>.
+    assert config["rope_theta"] == config["rope_parameters"]["rope_theta"] and "rope_scaling" in config
+    assert [len(tok.encode(t, add_special_tokens=False)) for t in ("<think>", "</think>")] == [1, 1]
 
     # Served with its own template, it has learned to open its turn with <think>.
     import torch

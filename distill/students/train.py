@@ -262,6 +262,7 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from distill.students.data import build_dataset
+    from distill.students.serving import THINK_TOKENS, ensure_think_tokens, init_think_rows
     from distill.students.templates import get_format, prepare_tokenizer, set_stop_tokens
 
     started = time.time()
@@ -278,6 +279,10 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     fmt = get_format(cfg.template)
     tokenizer = AutoTokenizer.from_pretrained(base, revision=cfg.revision)
     base_eos = prepare_tokenizer(tokenizer, fmt, where=cfg.base)
+    # <think> / </think> as single tokens before anything is tokenised (students/serving.py: vLLM's
+    # reasoning parser needs them; Qwen2.5 and Llama 3.x split them into three pieces).
+    model_config = AutoConfig.from_pretrained(base, revision=cfg.revision)
+    think = ensure_think_tokens(tokenizer, model_config.vocab_size)
     tokenizer.padding_side = "right"
 
     ######################
@@ -311,13 +316,13 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     ######################
     # Model: the base with its context raised where the preset says so
     ######################
-    model_config = AutoConfig.from_pretrained(base, revision=cfg.revision)
     apply_context_overrides(model_config, cfg)
     dtype = torch.bfloat16 if cfg.bf16 and not cpu and (cfg.lora or cfg.parallelism.startswith("zero3")) else torch.float32
     model_kwargs: dict[str, Any] = {"config": model_config, "revision": cfg.revision, "dtype": dtype}
     if cfg.attn_implementation:
         model_kwargs["attn_implementation"] = cfg.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(base, **model_kwargs)
+    init_think_rows(model, think)
     stop_ids = set_stop_tokens(model, tokenizer, base_eos)
     log.info("student %s: %.2fM parameters, eos %s (%s), context %d", cfg.base,
              sum(p.numel() for p in model.parameters()) / 1e6, tokenizer.eos_token, stop_ids,
@@ -327,7 +332,7 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     if cfg.lora:
         from peft import LoraConfig
 
-        rows = special_token_rows(model, tokenizer, fmt.special_tokens) if cfg.lora_special_tokens else None
+        rows = special_token_rows(model, tokenizer, (*fmt.special_tokens, *THINK_TOKENS)) if cfg.lora_special_tokens else None
         peft_config = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
                                  target_modules=list(cfg.lora_target_modules), task_type="CAUSAL_LM",
                                  trainable_token_indices=rows)
@@ -540,6 +545,7 @@ def replica_fingerprints(trainer, cfg: StudentConfig) -> list[str] | None:
 
 def save_final(trainer, cfg: StudentConfig, tokenizer, fmt, base: str, model_config, out_dir: Path) -> None:
     """final/: full weights (LoRA merged when merge_lora), tokenizer with the serving template, eos = end of turn."""
+    from distill.students.serving import add_legacy_rope_keys
     from distill.students.templates import save_serving_tokenizer
 
     final = out_dir / "final"
@@ -576,6 +582,7 @@ def save_final(trainer, cfg: StudentConfig, tokenizer, fmt, base: str, model_con
     if final.is_dir():
         config = json.loads((final / "config.json").read_text())
         config["use_cache"] = True  # training turned it off for checkpointing; generation wants it
+        add_legacy_rope_keys(config)  # rope_theta / rope_scaling for readers older than transformers 5
         (final / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         generation_config.save_pretrained(str(final))
         save_serving_tokenizer(tokenizer, fmt, final)
