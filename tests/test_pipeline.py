@@ -25,7 +25,7 @@ def test_four_stages_through_the_cli(tmp_path, tiny_qwen2, tiny_llama):
         "filters": ["dedup"],
     }))
     preset = yaml.safe_load((REPO_ROOT / "students" / "tiny.yaml").read_text())
-    preset.update(base=str(tiny_llama), num_epochs=1, save_steps=2, eval=None,
+    preset.update(base=str(tiny_llama), num_epochs=1, max_steps=-1, save_steps=2, eval=None,
                   per_device_batch_size=2, gradient_accumulation_steps=1, global_batch_size=2)
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(preset))
     out = tmp_path / "out"
