@@ -24,7 +24,6 @@ one rank cannot generate alone: the callback then switches itself off with a war
 
 from __future__ import annotations
 
-import copy
 import inspect
 import logging
 import time
@@ -191,32 +190,14 @@ class EvalCallback(TrainerCallback):
 
 
 def live_backend(model: Any, tokenizer: Any, cfg: CallbackConfig) -> Any:
-    """The teacher stage's hf backend (`HFTeacher`) over the model in memory.
-
-    HFTeacher's constructor loads a model from a path; here the model is the one being trained,
-    so this sets the same attributes from it and reuses HFTeacher's generation code as is.
-    """
+    """The teacher stage's hf backend (`HFTeacher`) over the model being trained, with its own copy
+    of the tokenizer (the trainer's collator relies on the tokenizer's own padding side)."""
     from distill.teachers.config import TeacherConfig
     from distill.teachers.hf_backend import HFTeacher
 
-    backend = HFTeacher.__new__(HFTeacher)
-    backend.cfg = TeacherConfig(name="in-training", backend="hf", model="<in memory>", batch_size=cfg.batch_size,
+    teacher_cfg = TeacherConfig(name="in-training", backend="hf", model="<in memory>", batch_size=cfg.batch_size,
                                 prefill=cfg.prefill, system_prompt=cfg.system_prompt)
-    backend.name = "in-training"
-    # Batched generation appends on the right, so prompts must be padded on the left; a copy,
-    # because the trainer's collator relies on the tokenizer's own side.
-    tok = copy.copy(tokenizer)
-    tok.padding_side = "left"
-    if tok.pad_token_id is None:
-        tok.pad_token = tok.eos_token
-    backend.tokenizer = tok
-    backend.model = model
-    backend.device = str(next(model.parameters()).device)
-    eos = model.generation_config.eos_token_id
-    if eos is None:
-        eos = tok.eos_token_id
-    backend.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-    return backend
+    return HFTeacher.from_model(model, tokenizer, teacher_cfg)
 
 
 def _find_trainer() -> Any:

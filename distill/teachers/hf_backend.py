@@ -8,6 +8,8 @@ The embedded demo and the tests use it; on GPUs, `backend: vllm` is many times f
 
 from __future__ import annotations
 
+import copy
+
 import logging
 from typing import Any
 
@@ -95,19 +97,33 @@ class HFTeacher:
             if not isinstance(dtype, torch.dtype):
                 raise ValueError(f"teacher '{cfg.label}': dtype '{cfg.dtype}' is not a torch dtype; "
                                  "use auto, bfloat16, float16 or float32")
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=cfg.trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+        model.to(self.device).eval()
+        self._attach(model, tokenizer)
+
+    @classmethod
+    def from_model(cls, model: Any, tokenizer: Any, cfg: TeacherConfig) -> HFTeacher:
+        """The backend over a model already in memory (the eval callback's model being trained):
+        same generation code, no loading, and the caller's tokenizer left as it was."""
+        self = cls.__new__(cls)
+        self.cfg = cfg
+        self.name = cfg.label
+        self.device = str(next(model.parameters()).device)
+        self._attach(model, copy.copy(tokenizer))
+        return self
+
+    def _attach(self, model: Any, tokenizer: Any) -> None:
         # Left padding: generation appends to the right end of every row, so the prompts must end there.
-        self.tokenizer = AutoTokenizer.from_pretrained(path, padding_side="left",
-                                                       trust_remote_code=cfg.trust_remote_code)
-        if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype,
-                                                          trust_remote_code=cfg.trust_remote_code)
-        self.model.to(self.device).eval()
-        eos = self.model.generation_config.eos_token_id
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.tokenizer, self.model = tokenizer, model
+        eos = model.generation_config.eos_token_id
         if eos is None:
-            eos = self.tokenizer.eos_token_id
+            eos = tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos]) - {None}
-        self.prompt_note, self.extra_stop = template_note(self.tokenizer, cfg.label)
+        self.prompt_note, self.extra_stop = template_note(tokenizer, self.cfg.label)
 
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt; batches hold about `cfg.batch_size` sequences."""
