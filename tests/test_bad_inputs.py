@@ -257,3 +257,33 @@ def test_eval_student_that_is_not_a_model(tmp_path, capsys):
     (tmp_path / "model.bin").write_text("")
     fail(capsys, ["eval", "--size", "tiny", "--student", tmp_path / "model.bin", "--out", tmp_path / "out"],
          "is a file; it takes a model folder")
+
+
+def test_student_overwrite_failing_after_tokenising_puts_the_trained_model_back(tmp_path, capsys, trained,
+                                                                                tiny_qwen2):
+    """Every trace longer than max_length is found only after tokenising: overwrite=true had already
+    deleted the trained run. Now the run is set aside and comes back."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from student_fixtures import arithmetic_traces, write_clean
+
+    data = write_clean(tmp_path / "clean.jsonl", arithmetic_traces(4))
+    fail(capsys, ["student", "--size", "tiny", "--data", data, "--out", tmp_path / "out", "overwrite=true",
+                  f"base={tiny_qwen2}", "max_length=4", "max_steps=1"], "longer than max_length=4")
+    assert_untouched(trained)
+    assert not (trained / ".replaced").exists()
+
+
+def test_student_overwrite_that_succeeds_leaves_nothing_aside(tmp_path, trained, tiny_qwen2):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from student_fixtures import arithmetic_traces, tiny_overrides, write_clean
+
+    from distill.students.train import run
+
+    data = write_clean(tmp_path / "clean.jsonl", arithmetic_traces(4))
+    run("tiny", data, trained, overrides=tiny_overrides(tiny_qwen2, "overwrite=true", "max_steps=1", "save_steps=10"))
+    assert json.loads((trained / "final" / "config.json").read_text())["model_type"] == "qwen2"  # the new model
+    assert not (trained / ".replaced").exists()

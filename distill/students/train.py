@@ -179,17 +179,26 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
         log.info("%s is already trained with this recipe; card.md refreshed (overwrite=true to train again)", final)
         write_card(out_dir)
         return final
-    if command is None:
-        return train(cfg, data, out_dir, preset=preset, size=str(size))
-
-    log.info("launching %d processes on this node: %s", cfg.gpus_per_node, format_command(command))
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(cfg.torch_threads or 1))
-    result = subprocess.run(command, env=env, check=False)
-    if result.returncode != 0:
-        raise RuntimeError(f"training processes failed (exit {result.returncode}); rerun the same command to resume "
-                           f"from the last checkpoint in {out_dir / 'checkpoints'}")
+    try:
+        if command is None:
+            train(cfg, data, out_dir, preset=preset, size=str(size))
+        else:
+            log.info("launching %d processes on this node: %s", cfg.gpus_per_node, format_command(command))
+            env = dict(os.environ)
+            env.setdefault("OMP_NUM_THREADS", str(cfg.torch_threads or 1))
+            result = subprocess.run(command, env=env, check=False)
+            if result.returncode != 0:
+                raise TrainingFailed(f"training processes failed (exit {result.returncode}); rerun the same command "
+                                     f"to resume from the last checkpoint in {out_dir / 'checkpoints'}")
+    except BaseException:
+        restore_aside(out_dir)
+        raise
+    drop_aside(out_dir)
     return final
+
+
+class TrainingFailed(ConfigError):
+    """The launched training processes failed: one message (their logs say why), not a traceback."""
 
 
 def rendezvous_port(cfg: StudentConfig) -> int:
@@ -215,6 +224,54 @@ def _finished(out_dir: Path) -> bool:
     return (out_dir / "final" / "config.json").exists() and bool(read_record(out_dir).get("results"))
 
 
+RUN_FILES = ("checkpoints", "final", "adapter", "run.json", "card.md")
+ASIDE = ".replaced"
+"""Where overwrite=true moves the previous run until the new one has saved its final model."""
+
+
+def set_aside(out_dir: Path) -> None:
+    """overwrite=true: move the previous run to out_dir/.replaced instead of deleting it.
+
+    Some inputs fail only after tokenising (every trace longer than max_length, a template the
+    base's vocabulary lacks): the old model must survive those. A rename costs no disk; the old run
+    is deleted once the new final/ is saved (`drop_aside`), or put back by `restore_aside`.
+    """
+    aside = out_dir / ASIDE
+    keep_old = aside.is_dir()  # an earlier overwrite never finished: aside holds the last good run
+    for name in RUN_FILES:
+        p = out_dir / name
+        if not p.exists():
+            continue
+        if keep_old:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        else:
+            aside.mkdir(parents=True, exist_ok=True)
+            os.replace(p, aside / name)
+
+
+def restore_aside(out_dir: Path) -> None:
+    """After a failed run: put the previous run back, unless the new one already made a checkpoint
+    (then it resumes on the next call, and the previous run waits in .replaced)."""
+    aside = out_dir / ASIDE
+    if not aside.is_dir():
+        return
+    if last_complete_checkpoint(out_dir / "checkpoints") is not None:
+        log.warning("the new run made checkpoints and will resume from them; the run it replaces is in %s", aside)
+        return
+    for name in RUN_FILES:
+        p = out_dir / name
+        if p.exists():
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        if (aside / name).exists():
+            os.replace(aside / name, p)
+    shutil.rmtree(aside, ignore_errors=True)
+    log.info("the run replaced by overwrite=true is back in %s", out_dir)
+
+
+def drop_aside(out_dir: Path) -> None:
+    shutil.rmtree(out_dir / ASIDE, ignore_errors=True)
+
+
 def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path, size: str,
                     launch: str | None) -> None:
     """Start over on overwrite; else refuse to resume checkpoints made with another recipe or other data.
@@ -227,9 +284,7 @@ def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path,
     check_clean_file(data)
     check_base(cfg.base)
     if cfg.overwrite:
-        for name in ("checkpoints", "final", "adapter", "run.json", "card.md"):
-            p = out_dir / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        set_aside(out_dir)
     sha = file_sha256(data)
     record = read_record(out_dir)
     trained = last_complete_checkpoint(out_dir / "checkpoints") is not None or (out_dir / "final").is_dir()
