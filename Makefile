@@ -11,7 +11,7 @@ ARGS ?=
 DISTILL = $(VENV)/bin/distill
 TRACES = $(if $(TEACHER),--teacher $(TEACHER)) $(if $(PROMPTS),--prompts $(PROMPTS))
 
-.PHONY: install demo traces filter student eval test bench
+.PHONY: install demo traces import filter student eval test bench
 
 install: $(VENV)/.installed
 
@@ -23,6 +23,9 @@ demo: install
 
 traces: install
 	$(DISTILL) traces $(TRACES) --out $(OUT) $(if $(SHARD),--shard $(SHARD)) $(ARGS)
+
+import: install
+	$(DISTILL) import --source $(SOURCE) $(if $(SUBSET),--subset $(SUBSET)) --out $(OUT) $(ARGS)
 
 filter: install
 	$(DISTILL) filter $(TRACES) --out $(OUT) $(ARGS)

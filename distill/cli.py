@@ -1,6 +1,7 @@
-"""`distill traces|filter|student|eval|demo`: one subcommand per stage; the Makefile calls these.
+"""`distill traces|import|filter|student|eval|demo`: one subcommand per stage; the Makefile calls these.
 
     distill traces --teacher r1 --prompts numinamath --out out limit=1000
+    distill import --source openr1-math                    # a published trace set, instead of sampling
     distill filter --teacher r1 --prompts numinamath
     distill student --size 7b --teacher r1 --prompts numinamath learning_rate=5e-5
     distill eval --size 7b
@@ -121,6 +122,13 @@ def _eval(a: argparse.Namespace) -> None:
         teacher=a.teacher, out_dir=eval_dir(out, a.size), overrides=a.overrides)
 
 
+def _import(a: argparse.Namespace) -> None:
+    from distill.imports import run
+
+    writable_dir(Path(a.out or "out") / "traces", f"--out {a.out or 'out'}")
+    run(source=a.source, out=a.out or "out", subset=a.subset, overrides=a.overrides)
+
+
 def _demo(a: argparse.Namespace) -> None:
     from distill.toy.demo import run
 
@@ -134,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
         "filter them, train a student, and compare student vs original vs teacher.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="stage", required=True, metavar="{traces,filter,student,eval,demo}")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="{traces,import,filter,student,eval,demo}")
 
     def stage(name: str, help: str, fn) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -147,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default="tiny", help="teachers/<name>.yaml or a YAML path (ls teachers/)")
     p.add_argument("--prompts", default="toy", help="datasets/<name>.yaml or a YAML path (ls datasets/)")
     p.add_argument("--shard", default=None, metavar="i/N", help="take shard i of N of the prompt set (by prompt-id hash)")
+
+    p = stage("import", "Stage 1, from a published trace set: sources/<name>.yaml into traces/<name>/<subset>/raw.jsonl "
+              "(then `distill filter --teacher <name> --prompts <subset>`).", _import)
+    p.add_argument("--source", required=True, help="sources/<name>.yaml or a YAML path (ls sources/)")
+    p.add_argument("--subset", default=None, help="import this subset only (default: every subset the YAML lists)")
 
     p = stage("filter", "Stage 2: filter raw.jsonl into clean.jsonl + rejects.jsonl + filter_report.json.", _filter)
     p.add_argument("--teacher", default="tiny", help="teacher whose traces to filter (names the folder)")

@@ -23,7 +23,7 @@ import yaml
 T = TypeVar("T")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-MENUS = ("teachers", "students", "datasets")
+MENUS = ("teachers", "students", "datasets", "sources")
 
 
 class ConfigError(ValueError):
