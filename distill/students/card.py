@@ -32,6 +32,13 @@ def write_record(out_dir: Path, record: dict[str, Any]) -> None:
     atomic_write_text(Path(out_dir) / RUN_RECORD, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
 
 
+def recipe_changes(old: dict[str, Any], new: dict[str, Any], control_keys: set[str]) -> list[str]:
+    """'key: old -> new' for each recipe key that differs between a run's record and this run (run-control keys
+    excepted): a resumed run must train what its checkpoints were trained on (`make student`, `make rl`)."""
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+            if k not in control_keys and old.get(k) != new.get(k)]
+
+
 def default_eval_report(out_dir: Path) -> Path:
     """out/students/<size> -> out/eval/<size>/report.json, where `make eval SIZE=<size>` writes it."""
     out_dir = Path(out_dir)
@@ -142,8 +149,9 @@ def render_card(record: dict[str, Any], eval_report: Any = None, eval_path: Path
     return "\n".join(out)
 
 
-def write_card(out_dir: str | Path, eval_report: str | Path | None = None) -> Path:
-    """(Re)write out_dir/card.md from out_dir/run.json and the eval report when there is one."""
+def write_card(out_dir: str | Path, eval_report: str | Path | None = None, render=render_card) -> Path:
+    """(Re)write out_dir/card.md (and final/README.md) from out_dir/run.json and the eval report when there is one.
+    `render(record, report, report_path)` makes the text (the RL stage passes its own)."""
     out_dir = Path(out_dir)
     record = read_record(out_dir)
     path = Path(eval_report) if eval_report else default_eval_report(out_dir)
@@ -154,8 +162,9 @@ def write_card(out_dir: str | Path, eval_report: str | Path | None = None) -> Pa
         except json.JSONDecodeError as e:
             log.warning("%s: not valid JSON (%s); card written without eval results", path, e)
     card = out_dir / "card.md"
-    atomic_write_text(card, render_card(record, report, path))
+    text = render(record, report, path)
+    atomic_write_text(card, text)
     final = out_dir / "final"
     if final.is_dir():
-        atomic_write_text(final / "README.md", render_card(record, report, path))
+        atomic_write_text(final / "README.md", text)
     return card
