@@ -545,7 +545,7 @@ def test_filter_annotate_batch_then_check_only_reads(make_trace, monkeypatch):
         for i, m in enumerate(["x", "2", "abs(x)"])
     ]
     f = CodeCorrect()
-    f.annotate(traces + [make_trace()], workers=2)
+    f.annotate_all(traces + [make_trace()], workers=2)
     assert [t.meta["correct"] for t in traces] == [True, False, False]
     assert traces[1].meta[ANNOTATION]["status"] == "wrong_answer"
 

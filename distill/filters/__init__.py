@@ -9,7 +9,9 @@
     for trace in clean: ...
     report.print_table()
 
-Each filter's `check(trace)` returns None to keep or a readable reason to drop. `make filter`
+A filter annotates a trace (`annotate(trace)`: what it learns, returned as data, such as
+math_correct's verdict in `meta`) and then judges it (`judge(trace)`: None to keep or a readable
+reason to drop; it only reads); `check(trace)` does both for one trace. See `base.py`. `make filter`
 (`distill.filters.run.run`) applies the recipe from the teacher YAML's `filters:` list, a
 `--recipe` file, or the default R1 recipe (`recipe.R1_RECIPE`), and writes clean.jsonl,
 rejects.jsonl, filter_report.json and filter_lengths.png.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from distill.filters.base import TraceFilter
+from distill.filters.base import Item, TraceFilter
 from distill.filters.basic import Finished, Length, ThinkFormat
 from distill.filters.correct import MathCorrect
 from distill.filters.dedup import Decontaminate, Dedup
@@ -35,6 +37,7 @@ __all__ = [
     "Decontaminate",
     "Dedup",
     "FilterReport",
+    "Item",
     "Finished",
     "Language",
     "Length",

@@ -6,7 +6,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from distill.filters.base import TraceFilter
+from distill.filters.base import Annotation, TraceFilter
 from distill.trace import THINK, Trace, split_reasoning
 
 
@@ -22,7 +22,7 @@ class Finished(TraceFilter):
     name: ClassVar[str] = "finished"
     require_reason: bool = False
 
-    def check(self, trace: Trace) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
         reason = trace.finish_reason
         if reason == "stop":
             return None
@@ -43,7 +43,7 @@ class ThinkFormat(TraceFilter):
 
     A trace whose reasoning is empty and whose answer holds the raw completion (traces imported
     from elsewhere, or a backend that did not split) is split here with `think`, and the solution
-    delimiters are removed from the answer: this filter writes `trace.reasoning`/`trace.answer`.
+    delimiters are removed from the answer: its annotation replaces `reasoning` and `answer`.
     """
 
     name: ClassVar[str] = "think_format"
@@ -51,33 +51,49 @@ class ThinkFormat(TraceFilter):
     solution: tuple[str, str] | None = None
     min_answer_chars: int = 1
 
-    def check(self, trace: Trace) -> str | None:
+    def _normalized(self, trace: Trace) -> tuple[str, str, str | None]:
+        """(reasoning, answer, problem): the trace's parts after splitting a raw completion held in
+        `answer` and unwrapping the solution delimiters; `problem` when that cannot be done."""
         open_tag, close_tag = self.think
-        if not trace.reasoning.strip() and (open_tag in trace.answer or close_tag in trace.answer):
-            reasoning, answer, closed = split_reasoning(trace.answer, self.think)
+        reasoning, answer = trace.reasoning, trace.answer
+        if not reasoning.strip() and (open_tag in answer or close_tag in answer):
+            reasoning, answer, closed = split_reasoning(answer, self.think)
             if not closed:
-                return f"unclosed reasoning: no {close_tag!r} (truncated or never finished thinking)"
-            trace.reasoning, trace.answer = reasoning, answer
-        if not trace.reasoning.strip():
-            if trace.reasoning or self.think[0] in trace.answer:
+                return trace.reasoning, trace.answer, (
+                    f"unclosed reasoning: no {close_tag!r} (truncated or never finished thinking)")
+        if self.solution is not None:
+            sol_open, sol_close = self.solution
+            stripped = answer.strip()
+            if stripped.startswith(sol_open):
+                if sol_close not in stripped:
+                    return reasoning, answer, f"unclosed answer: {sol_open!r} without {sol_close!r} (truncated)"
+                body, _, after = stripped[len(sol_open):].partition(sol_close)
+                if after.strip():
+                    return reasoning, answer, f"text after the answer: {after.strip()[:60]!r} follows {sol_close!r}"
+                answer = body.strip()
+        return reasoning, answer, None
+
+    def annotate(self, trace: Trace) -> Annotation:
+        reasoning, answer, problem = self._normalized(trace)
+        if problem is not None:
+            return {}
+        return {k: v for k, v in (("reasoning", reasoning), ("answer", answer)) if v != getattr(trace, k)}
+
+    def judge(self, trace: Trace) -> str | None:
+        open_tag, close_tag = self.think
+        reasoning, answer, problem = self._normalized(trace)
+        if problem is not None:
+            return problem
+        if not reasoning.strip():
+            if reasoning or open_tag in answer:
                 return "empty reasoning: the reasoning block holds nothing"
             return f"no reasoning block: no {open_tag}...{close_tag} before the answer"
         for tag in (open_tag, close_tag):
-            if tag in trace.reasoning:
+            if tag in reasoning:
                 return f"several reasoning blocks: {tag!r} inside the reasoning"
-            if tag in trace.answer:
+            if tag in answer:
                 return f"several reasoning blocks: {tag!r} after the reasoning ended"
-        if self.solution is not None:
-            sol_open, sol_close = self.solution
-            answer = trace.answer.strip()
-            if answer.startswith(sol_open):
-                if sol_close not in answer:
-                    return f"unclosed answer: {sol_open!r} without {sol_close!r} (truncated)"
-                body, _, after = answer[len(sol_open):].partition(sol_close)
-                if after.strip():
-                    return f"text after the answer: {after.strip()[:60]!r} follows {sol_close!r}"
-                trace.answer = body.strip()
-        if len(trace.answer.strip()) < self.min_answer_chars:
+        if len(answer.strip()) < self.min_answer_chars:
             return "empty answer: nothing after the reasoning block"
         return None
 
@@ -126,7 +142,7 @@ class Length(TraceFilter):
         tok = load_tokenizer(self.tokenizer)
         return len(tok(text, add_special_tokens=False)["input_ids"])
 
-    def check(self, trace: Trace) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
         for part, lo, hi in (("reasoning", self.min_reasoning, self.max_reasoning),
                              ("answer", self.min_answer, self.max_answer)):
             if not lo and hi is None:

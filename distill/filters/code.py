@@ -6,7 +6,7 @@
     trace.meta["correct"], trace.meta["pass_rate"]
 
     CodeCorrect(min_pass_rate=0.8)           # keep partial solutions (runs every case)
-    CodeCorrect().annotate(traces, workers=2)  # verify a batch in parallel first; check() then only reads
+    CodeCorrect().annotate_all(traces, workers=2)  # verify a batch in parallel first; judge() then only reads
 
 The tests come from `trace.reference` in the shape documented in `distill.verify.code`; the
 program runs in that module's sandbox. Traces of other tasks pass untouched (another filter
@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from distill.filters.base import TraceFilter
+from distill.filters.base import Annotation, TraceFilter, apply_annotation
 from distill.trace import Trace
 from distill.verify.code import CodeResult, parse_tests, verify_code, verify_many
 from distill.verify.sandbox import Limits
@@ -58,16 +58,15 @@ class CodeCorrect(TraceFilter):
     def _run_all(self) -> bool:
         return self.min_pass_rate < 1.0
 
-    def _record(self, trace: Trace, result: CodeResult) -> None:
-        trace.meta["correct"] = result.passed
-        trace.meta["pass_rate"] = result.pass_rate
-        trace.meta[ANNOTATION] = {
+    def _annotation(self, result: CodeResult) -> Annotation:
+        summary = {
             "status": result.status,
             "passed": result.num_passed,
             "cases": result.num_cases,
             "excerpt": result.excerpt,
             "run_all": self._run_all,
         }
+        return {"meta": {"correct": result.passed, "pass_rate": result.pass_rate, ANNOTATION: summary}}
 
     def _needs_run(self, trace: Trace) -> bool:
         if trace.task != "code" or trace.reference is None:
@@ -76,8 +75,9 @@ class CodeCorrect(TraceFilter):
         # A stop-at-first-failure result cannot answer a pass-rate question.
         return not (isinstance(done, dict) and (done.get("run_all") or not self._run_all))
 
-    def annotate(self, traces: Iterable[Trace], workers: int = 2) -> list[Trace]:
-        """Verify every code trace that needs it, `workers` sandboxes at a time; returns the traces."""
+    def annotate_all(self, traces: Iterable[Trace], workers: int = 2) -> list[Trace]:
+        """Verify every code trace that needs it, `workers` sandboxes at a time, and annotate it;
+        returns the traces. Then `judge` (or `check`, which finds nothing left to run) only reads."""
         traces = list(traces)
         todo = [t for t in traces if self._needs_run(t)]
         specs = [parse_tests(t.reference, where=f"trace {t.id}: reference") for t in todo]
@@ -90,20 +90,22 @@ class CodeCorrect(TraceFilter):
             limits=self._limits(),
         )
         for trace, result in zip(todo, results, strict=True):
-            self._record(trace, result)
+            apply_annotation(trace, self._annotation(result))
         return traces
 
-    def check(self, trace: Trace) -> str | None:
+    def annotate(self, trace: Trace) -> Annotation:
+        if not self._needs_run(trace):
+            return {}
+        spec = parse_tests(trace.reference, where=f"trace {trace.id}: reference")
+        return self._annotation(
+            verify_code(trace.answer, spec, run_all=self._run_all, mode=self.mode, limits=self._limits())
+        )
+
+    def judge(self, trace: Trace) -> str | None:
         if trace.task != "code":
             return None
         if trace.reference is None:
             return None if self.keep_unverified else "code_correct: no tests in the trace's reference"
-        if self._needs_run(trace):
-            spec = parse_tests(trace.reference, where=f"trace {trace.id}: reference")
-            self._record(
-                trace,
-                verify_code(trace.answer, spec, run_all=self._run_all, mode=self.mode, limits=self._limits()),
-            )
         done = trace.meta[ANNOTATION]
         rate = trace.meta["pass_rate"]
         if rate >= self.min_pass_rate and (self.min_pass_rate < 1.0 or trace.meta["correct"]):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from distill import verify
-from distill.filters.base import TraceFilter
+from distill.filters.base import Annotation, TraceFilter
 from distill.trace import Trace
 
 
@@ -18,7 +18,8 @@ class MathCorrect(TraceFilter):
     the same call the eval stage makes: 'math' through math-verify (last `\\boxed{}` of the answer
     part, with fallbacks), 'choice' by the option letter. Code traces pass untouched
     (`code_correct` checks them). Writes `meta['correct']` (True/False/None) and
-    `meta['verify']` (status and extracted answer) on every trace it checks.
+    `meta['verify']` (status, extracted answer, method, detail) on every trace it checks (its
+    annotation); the verdict only reads them.
 
     A trace that cannot be judged (no reference, a gold answer math-verify cannot parse, a
     timeout) gets `correct=None` and a reason starting with 'unverifiable', counted apart from
@@ -38,14 +39,20 @@ class MathCorrect(TraceFilter):
 
         check_fallback(self.answer_fallback, "math_correct: answer_fallback")
 
-    def check(self, trace: Trace) -> str | None:
+    def annotate(self, trace: Trace) -> Annotation:
+        if trace.task not in ("math", "choice"):
+            return {}
+        v = verify.score(trace.task, trace.answer, trace.reference, timeout=self.timeout, fallback=self.answer_fallback)
+        return {"meta": {"correct": v.correct,
+                         "verify": {"status": v.status, "extracted": v.extracted, "method": v.method,
+                                    "detail": v.detail}}}
+
+    def judge(self, trace: Trace) -> str | None:
         if trace.task not in ("math", "choice"):
             return None
-        v = verify.score(trace.task, trace.answer, trace.reference, timeout=self.timeout, fallback=self.answer_fallback)
-        trace.meta["correct"] = v.correct
-        trace.meta["verify"] = {"status": v.status, "extracted": v.extracted, "method": v.method}
-        if v.correct:
+        correct, v = trace.meta.get("correct"), trace.meta.get("verify") or {}
+        if correct:
             return None
-        if v.correct is None:
-            return None if self.keep_unverifiable else f"unverifiable ({v.status}): {v.detail}"
-        return f"{v.status}: {v.detail}"
+        if correct is None:
+            return None if self.keep_unverifiable else f"unverifiable ({v.get('status')}): {v.get('detail', '')}"
+        return f"{v.get('status')}: {v.get('detail', '')}"

@@ -94,7 +94,10 @@ class Dedup(TraceFilter):
         mh = self._minhash(text)
         return h, None if mh is None else mh.hashvalues
 
-    def check(self, trace: Trace, pre: tuple[int, Any] | None = None) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
+        return self.judge_with(trace, None)
+
+    def judge_with(self, trace: Trace, pre: tuple[int, Any] | None) -> str | None:
         if self.on == "prompt" and trace.prompt_id in self._dropped_prompts:
             return self._dropped_prompts[trace.prompt_id]  # the other samples of a dropped prompt
         reason = self._check(trace, pre if pre is not None else self.precompute(trace))
@@ -325,6 +328,6 @@ class Decontaminate(TraceFilter):
                     return f"{bench}: contains the whole problem {' '.join(ws[i:i + length])!r}"
         return None
 
-    def check(self, trace: Trace) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
         hit = self.match(prompt_text(trace))
         return f"contaminated: {hit}" if hit else None

@@ -4,7 +4,7 @@
     report = FilterReport()
     clean = list(apply_filters(traces, [Finished(), MathCorrect()], workers=2, report=report))
 
-Every trace travels as an item `[trace, dropped_by, reason, precomputed]`. A dropped item keeps flowing (its
+Every trace travels as an `Item` (distill.filters.base). A dropped item keeps flowing (its
 filter name set) instead of vanishing, so order is kept, rejects are written in input order,
 and `select` can count a prompt's failed samples in its pass rate. A trace is dropped by the
 first filter that rejects it; later filters do not look at it.
@@ -13,9 +13,9 @@ Filters run in segments: a run of per-trace filters goes to `workers` processes 
 the per-item time limits of `distill.verify.pool`), a stateful filter (dedup, select) runs here,
 in order. The per-trace part of a stateful filter's work (`precompute`: dedup's hashing and
 MinHash of a 100k-character trace) runs in the workers of the segment before it, so what stays
-in this process is a set lookup per trace. Workers send back only what they changed (verdict,
-meta, a text a filter rewrote), not the whole trace: this process is the serial part of the
-pipeline, and unpickling every long trace twice made 2 workers barely faster than 1.
+in this process is a set lookup per trace. Each filter annotates, then judges (see base.py);
+workers send back the verdict and the annotations, not the trace: this process is the serial part
+of the pipeline, and unpickling every long trace twice made 2 workers barely faster than 1.
 With `workers=0` everything runs in this process.
 """
 
@@ -23,14 +23,13 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
 
-from distill.filters.base import TraceFilter
+
+from distill.filters.base import Annotation, Item, TraceFilter, apply_annotation, merge_annotations
 from distill.filters.report import FilterReport
 from distill.trace import Trace
 from distill.verify.pool import chunked, imap_chunks
 
-Item = list  # [trace, dropped_by: str | None, reason: str | None, precomputed: dict | None]
 OnReject = Callable[[Trace, str, str], None]
 
 _SLACK_PER_ITEM = 30.0
@@ -67,7 +66,7 @@ def apply_filters(
     def source() -> Iterator[Item]:
         for trace in traces:
             report.add_input(trace)
-            yield [trace, None, None, None]
+            yield Item(trace)
 
     stream: Iterator[Item] = source()
     for segment, pre in _plan(filters, workers):
@@ -75,14 +74,14 @@ def apply_filters(
             stream = _run_stateful(segment[0], stream)
         else:
             stream = _run_parallel(segment, stream, workers, chunk_size, pre)
-    for trace, dropped_by, reason, _ in stream:
-        if dropped_by is None:
-            report.add_kept(trace)
-            yield trace
+    for item in stream:
+        if item.alive:
+            report.add_kept(item.trace)
+            yield item.trace
         else:
-            report.add_dropped(dropped_by, reason)
+            report.add_dropped(item.dropped_by, item.reason)
             if on_reject is not None:
-                on_reject(trace, dropped_by, reason)
+                on_reject(item.trace, item.dropped_by, item.reason)
 
 
 def _segments(filters: list[TraceFilter]) -> list[list[TraceFilter]]:
@@ -102,7 +101,7 @@ def _plan(filters: list[TraceFilter], workers: int) -> list[tuple[list[TraceFilt
     plan: list[tuple[list[TraceFilter], list[TraceFilter]]] = []
     for segment in _segments(filters):
         f = segment[0]
-        if f.stateful and workers > 0 and hasattr(f, "precompute"):
+        if f.stateful and workers > 0 and f.has_precompute:
             previous = plan[-1][0] if plan else []
             if not previous or previous[0].stateful:  # no per-trace segment right before it
                 plan.append(([], []))
@@ -111,14 +110,18 @@ def _plan(filters: list[TraceFilter], workers: int) -> list[tuple[list[TraceFilt
     return plan
 
 
-def _check(filters: list[TraceFilter], item: Item) -> Item:
-    if item[1] is None:
-        for f in filters:
-            reason = f.check(item[0])
-            if reason is not None:
-                item[1], item[2] = f.name, reason
-                break
-    return item
+def _judge(filters: list[TraceFilter], trace: Trace) -> tuple[str | None, str | None, Annotation]:
+    """(dropped_by, reason, the annotations applied to `trace`) after each filter annotates, then judges."""
+    applied: Annotation = {}
+    for f in filters:
+        annotation = f.annotate(trace)
+        if annotation:
+            apply_annotation(trace, annotation)
+            applied = merge_annotations(applied, annotation)
+        reason = f.judge(trace)
+        if reason is not None:
+            return f.name, reason, applied
+    return None, None, applied
 
 
 def _init_worker(filters: list[TraceFilter], pre: list[TraceFilter]) -> None:
@@ -126,20 +129,15 @@ def _init_worker(filters: list[TraceFilter], pre: list[TraceFilter]) -> None:
     _WORKER_FILTERS, _WORKER_PRE = filters, pre
 
 
-Result = tuple  # (dropped_by, reason, {changed field: value}, precomputed)
+Result = tuple  # (dropped_by, reason, annotation, {stateful filter: precomputed} or None)
 
 
 def _check_chunk(chunk: list[Trace]) -> list[Result]:
     out = []
     for trace in chunk:
-        before = dict(vars(trace))
-        item = _check(_WORKER_FILTERS, [trace, None, None, None])
-        # Only what a filter replaced goes back (identity, not equality: comparing two 100k-char
-        # strings costs what sending one does); meta is mutated in place, so it always goes.
-        changed = {k: v for k, v in vars(trace).items() if v is not before.get(k)}
-        changed["meta"] = trace.meta
-        pre = {f.name: f.precompute(trace) for f in _WORKER_PRE} if item[1] is None and _WORKER_PRE else None
-        out.append((item[1], item[2], changed, pre))
+        dropped_by, reason, annotation = _judge(_WORKER_FILTERS, trace)
+        pre = {f.name: f.precompute(trace) for f in _WORKER_PRE} if dropped_by is None and _WORKER_PRE else None
+        out.append((dropped_by, reason, annotation, pre))
     return out
 
 
@@ -151,40 +149,34 @@ def _run_parallel(filters: list[TraceFilter], items: Iterator[Item], workers: in
                   pre: list[TraceFilter] | None = None) -> Iterator[Item]:
     if workers <= 0:
         for item in items:
-            yield _check(filters, item)
+            if item.alive:
+                dropped_by, reason, _ = _judge(filters, item.trace)
+                if dropped_by is not None:
+                    item.drop(dropped_by, reason)
+            yield item
         return
     # A chunk's deadline: every item may use the math timeout plus slack for the cheap filters.
-    # A filter may state its own worst case per trace (`item_deadline`), else its `timeout` counts.
-    per_item = _SLACK_PER_ITEM + sum(getattr(f, "item_deadline", None) or getattr(f, "timeout", 0.0) or 0.0
-                                     for f in filters)
+    per_item = _SLACK_PER_ITEM + sum(f.deadline() for f in filters)
     # Only live traces go to the workers; the items stay here and get the results back in order.
     sent: collections.deque[list[Item]] = collections.deque()
 
     def live_chunks() -> Iterator[list[Trace]]:
         for group in chunked(items, chunk_size):
             sent.append(group)
-            yield [item[0] for item in group if item[1] is None]
+            yield [item.trace for item in group if item.alive]
 
     for results in imap_chunks(_check_chunk, live_chunks(), workers=workers, item_deadline=per_item,
                                on_lost=_lost, initializer=_init_worker, initargs=(filters, pre or [])):
         group = sent.popleft()
         back = iter(results)
         for item in group:
-            if item[1] is None:
-                item[1], item[2], changed, item[3] = next(back)
-                for key, value in changed.items():
-                    setattr(item[0], key, value)
+            if item.alive:
+                dropped_by, reason, annotation, item.pre = next(back)
+                apply_annotation(item.trace, annotation)
+                if dropped_by is not None:
+                    item.drop(dropped_by, reason)
             yield item
 
 
-def _run_stateful(f: Any, items: Iterator[Item]) -> Iterator[Item]:
-    if hasattr(f, "stream"):
-        yield from f.stream(items)
-        return
-    for item in items:
-        if item[1] is None:
-            pre = (item[3] or {}).get(f.name)
-            reason = f.check(item[0], pre) if pre is not None else f.check(item[0])
-            if reason is not None:
-                item[1], item[2] = f.name, reason
-        yield item
+def _run_stateful(f: TraceFilter, items: Iterator[Item]) -> Iterator[Item]:
+    yield from f.stream(items)

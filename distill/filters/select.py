@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
-from distill.filters.base import TraceFilter
+from distill.filters.base import Item, TraceFilter, apply_annotation
 from distill.trace import Trace
 
 
@@ -51,14 +52,14 @@ class Select(TraceFilter):
             if not 0 <= lo <= hi <= 1:
                 raise ValueError(f"select: pass_rate must be [lo, hi] with 0 <= lo <= hi <= 1, got {list(self.pass_rate)}")
 
-    def check(self, trace: Trace) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
         raise TypeError("select decides per prompt, not per trace: use it through apply_filters(...)")
 
-    def stream(self, items: Any) -> Any:
-        """Items are `(trace, dropped_by, reason)` lists; yields them back with selections applied."""
+    def stream(self, items: Iterator[Item]) -> Iterator[Item]:
+        """Yields the items back, grouped per prompt, with the selections applied."""
         groups: collections.OrderedDict[str, list] = collections.OrderedDict()
         for item in items:
-            pid = item[0].prompt_id
+            pid = item.trace.prompt_id
             if pid in self._closed:
                 raise ValueError(
                     f"select: samples of prompt {pid!r} are not together in the input: it came back after "
@@ -77,33 +78,32 @@ class Select(TraceFilter):
 
     def _decide(self, pid: str, group: list) -> list:
         self._closed.add(pid)
-        alive = [item for item in group if item[1] is None]
+        alive = [item for item in group if item.alive]
         for item in alive:
-            if "correct" not in item[0].meta:
-                raise ValueError(f"select: trace {item[0].id} has no meta['correct']; put math_correct "
+            if "correct" not in item.trace.meta:
+                raise ValueError(f"select: trace {item.trace.id} has no meta['correct']; put math_correct "
                                  "(or code_correct) before select in the recipe")
-        n_correct = sum(1 for item in group if item[0].meta.get("correct") is True)
+        n_correct = sum(1 for item in group if item.trace.meta.get("correct") is True)
         rate = n_correct / len(group)
         if self.pass_rate is not None:
             lo, hi = self.pass_rate
             if not lo <= rate <= hi:
                 for item in alive:
-                    item[1], item[2] = self.name, (
-                        f"pass rate out of window: {n_correct}/{len(group)} = {rate:.2f} not in [{lo:g}, {hi:g}]")
+                    item.drop(self.name,
+                              f"pass rate out of window: {n_correct}/{len(group)} = {rate:.2f} not in [{lo:g}, {hi:g}]")
                 return group
         ranked = alive
         if self.keep == "first":
-            ranked = sorted(alive, key=lambda item: item[0].sample_index)
+            ranked = sorted(alive, key=lambda item: item.trace.sample_index)
         elif self.keep == "shortest":
-            ranked = sorted(alive, key=lambda item: _length(item[0]))
+            ranked = sorted(alive, key=lambda item: _length(item.trace))
         chosen = ranked if self.keep == "all" else ranked[:self.k]
         chosen_ids = {id(item) for item in chosen}
         for item in alive:
             if id(item) in chosen_ids:
-                item[0].meta["pass_rate"] = rate
-                item[0].meta["n_samples"] = len(group)
+                apply_annotation(item.trace, {"meta": {"pass_rate": rate, "n_samples": len(group)}})
             else:
-                item[1], item[2] = self.name, f"not selected: keep={self.keep} k={self.k} of {len(alive)} correct samples"
+                item.drop(self.name, f"not selected: keep={self.keep} k={self.k} of {len(alive)} correct samples")
         return group
 
 

@@ -66,7 +66,7 @@ class Language(TraceFilter):
     max_foreign: float = 0.01
     min_foreign: int = 5
 
-    def check(self, trace: Trace) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
         prompt = next((m["content"] for m in reversed(trace.messages) if m.get("role") == "user"), "")
         target = dominant_script(prompt)
         text = f"{trace.reasoning}\n{trace.answer}"
@@ -145,7 +145,7 @@ class Repetition(TraceFilter):
     ngram: int = 10
     max_ngram_dup: float = 0.5
 
-    def check(self, trace: Trace) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
         for part in ("reasoning", "answer"):  # a loop cut by max_tokens ends the reasoning, not the trace
             words = getattr(trace, part).split()
             period, span = repeated_tail(words, self.tail_repeats, self.min_tail_words, self.tail_window)
@@ -207,7 +207,7 @@ class Readability(TraceFilter):
     """True keeps math traces with code blocks."""
     min_code_lines: int = 2
 
-    def check(self, trace: Trace) -> str | None:
+    def judge(self, trace: Trace) -> str | None:
         text = f"{trace.reasoning}\n\n{trace.answer}"
         for para in re.split(r"\n\s*\n", text):
             n = len(para.split())
