@@ -21,27 +21,13 @@ import sys
 from pathlib import Path
 
 from distill.config import ConfigError
+from distill.paths import eval_dir, student_dir, traces_dir  # noqa: F401  (also importable from here)
 from distill.trace import TraceError
 
 # OSErrors that a path the user gave explains (a file where a folder should be, a read-only
 # mount, a full disk): one line naming the path, exit 2. Any other OSError keeps its traceback.
 USER_IO_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.ENOSPC,
                   errno.EDQUOT, errno.ENAMETOOLONG, errno.EEXIST}
-
-
-def traces_dir(out: str | Path, teacher: str, prompts: str) -> Path:
-    """$(OUT)/traces/<teacher>/<prompts>/: raw.jsonl, failures.jsonl, clean.jsonl, rejects.jsonl, filter_report.json."""
-    return Path(out) / "traces" / Path(teacher).stem / Path(prompts).stem
-
-
-def student_dir(out: str | Path, size: str) -> Path:
-    """$(OUT)/students/<size>/: checkpoints, final/, card.md."""
-    return Path(out) / "students" / Path(size).stem
-
-
-def eval_dir(out: str | Path, size: str) -> Path:
-    """$(OUT)/eval/<size>/: per-sample results and report.{json,md,png}."""
-    return Path(out) / "eval" / Path(size).stem
 
 
 def writable_dir(folder: str | Path, what: str) -> Path:

@@ -400,7 +400,7 @@ def import_subset(cfg: SourceConfig, subset: str, out_dir: Path, rows=None) -> d
 def run(source: str | Path, out: str | Path, subset: str | None = None,
         overrides: list[str] | None = None) -> list[dict[str, Any]]:
     """`distill import`: every subset of the source (or `subset`) into <out>/traces/<name>/<subset>/."""
-    from distill.cli import traces_dir
+    from distill.paths import traces_dir
 
     cfg = load_source_config(source, overrides)
     subsets = [subset] if subset else cfg.subsets

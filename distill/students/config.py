@@ -288,7 +288,7 @@ def training_data(size: str | Path, *, out: str | Path, teacher: str | None, pro
     `traces:` in its preset) it stops with an error that names them. `make rl` / `make export`
     resolve their data the same way.
     """
-    from distill.cli import traces_dir  # a plain path helper; imports nothing heavy
+    from distill.paths import traces_dir
 
     if data:
         return Path(data)

@@ -69,7 +69,7 @@ class DemoConfig:
 
 def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     """Run the demo into `out`; return the summary (also written to out/demo_report.json)."""
-    from distill.cli import eval_dir, student_dir, traces_dir
+    from distill.paths import eval_dir, student_dir, traces_dir
     from distill.eval.run import run as run_eval
     from distill.filters.run import run as run_filter
     from distill.students.config import load_student_config
