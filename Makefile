@@ -31,7 +31,7 @@ filter: install
 	$(DISTILL) filter $(TRACES) --out $(OUT) $(ARGS)
 
 student: install
-	$(DISTILL) student --size $(SIZE) $(TRACES) --out $(OUT) $(if $(NODES),--nodes $(NODES)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
+	$(DISTILL) student --size $(SIZE) $(TRACES) $(if $(MIXTURE),--mixture $(MIXTURE)) --out $(OUT) $(if $(NODES),--nodes $(NODES)) $(if $(GPUS),--gpus $(GPUS)) $(ARGS)
 
 eval: install
 	$(DISTILL) eval --size $(SIZE) --out $(OUT) $(if $(TEACHER),--teacher $(TEACHER)) $(ARGS)

@@ -81,8 +81,15 @@ def _filter(a: argparse.Namespace) -> None:
         input_file(a.input, "--input", "traces, one Trace per line")
     what = f"--input {a.input}" if a.input and a.out is None else f"--out {a.out or 'out'}"
     folder = writable_dir(filter_folder(a), what)
+    # push_to_hub=<org/name> (with license=, hub_endpoint=) uploads the clean set afterwards; not filter options.
+    hub = {k: v for k, _, v in (o.partition("=") for o in a.overrides) if k in ("push_to_hub", "license", "hub_endpoint")}
+    overrides = [o for o in a.overrides if o.partition("=")[0] not in hub]
     run(input_path=Path(a.input) if a.input else folder / "raw.jsonl", out_dir=folder,
-        teacher=a.teacher, recipe=a.recipe, overrides=a.overrides)
+        teacher=a.teacher, recipe=a.recipe, overrides=overrides)
+    if hub.get("push_to_hub"):
+        from distill.hub import push_trace_set
+
+        push_trace_set(folder, hub["push_to_hub"], endpoint=hub.get("hub_endpoint"), license=hub.get("license"))
 
 
 def _student(a: argparse.Namespace) -> None:
@@ -92,9 +99,13 @@ def _student(a: argparse.Namespace) -> None:
     out = a.out or "out"
     if a.data:
         input_file(a.data, "--data", "a clean.jsonl written by `distill filter`")
-    data = training_data(a.size, out=out, teacher=a.teacher, prompts=a.prompts, data=a.data)
+    from distill.students.mixture import mixture_data, mixture_override
+
+    overrides = [*a.overrides, mixture_override(a.mixture)] if a.mixture else a.overrides
+    data = mixture_data(a.size, out, overrides, a.data or a.teacher or a.prompts) or training_data(
+        a.size, out=out, teacher=a.teacher, prompts=a.prompts, data=a.data)
     out_dir = writable_dir(student_dir(out, a.size), f"--out {out}")
-    run(size=a.size, data=data, out_dir=out_dir, nodes=a.nodes, gpus=a.gpus, overrides=a.overrides)
+    run(size=a.size, data=data, out_dir=out_dir, nodes=a.nodes, gpus=a.gpus, overrides=overrides)
 
 
 def _eval(a: argparse.Namespace) -> None:
@@ -159,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher", default=None, help="teacher whose clean traces to train on (default: the preset's `traces`; only tiny has one)")
     p.add_argument("--prompts", default=None, help="prompt set whose clean traces to train on")
     p.add_argument("--data", default=None, help="train on this clean JSONL instead")
+    p.add_argument("--mixture", default=None, help="a YAML with a `mixture:` list of clean trace sets "
+                   "({traces: <teacher>/<prompts>, weight: 0-1 | count: N}), drawn with the preset's seed")
     p.add_argument("--nodes", type=int, default=None, help="number of machines (multi-node launch)")
     p.add_argument("--gpus", type=int, default=None, help="GPUs per machine")
 

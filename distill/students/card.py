@@ -107,6 +107,11 @@ def render_card(record: dict[str, Any], eval_report: Any = None, eval_path: Path
             (f"- tokens: {data.get('tokens', '?')}, of which under the loss (reasoning, answer, end of turn): "
              f"{data.get('loss_tokens', '?')}; longest kept trace {data.get('longest_kept', '?')} tokens"), ""]
 
+    if record.get("mixture"):
+        from distill.students.mixture import render_mixture
+
+        out += render_mixture(record["mixture"])
+
     out += ["## Filters", ""]
     filters = record.get("filters")
     if filters is None:

@@ -142,8 +142,15 @@ class StudentConfig:
     """Checkpoint every N optimizer steps; a rerun resumes from the last one."""
     save_total_limit: int = 2
     logging_steps: int = 10
-    report_to: str = "none"
-    """wandb, tensorboard, trackio, ... or none."""
+    report_to: str = "tensorboard"
+    """Where the run log goes: tensorboard (event files under <run>/checkpoints/runs/, the default: local, no
+    account), wandb, trackio, ... or none. `tensorboard --logdir out/students` shows them."""
+    push_to_hub: str | None = None
+    """Hub repo (org/name) to upload final/ to with its model card once trained (distill/hub.py)."""
+    push_checkpoints: bool = False
+    """With push_to_hub: upload each checkpoint while training too, as a revision (branch) checkpoint-<step>."""
+    hub_endpoint: str | None = None
+    """Another hub than huggingface.co (a mirror, a local stub in tests); None: HF_ENDPOINT or the default."""
     dataset_num_proc: int | None = None
     """Processes for tokenising clean.jsonl (None: in the main process)."""
     torch_threads: int | None = None
@@ -166,6 +173,11 @@ class StudentConfig:
     """When set, distill.eval.callback.EvalCallback(tokenizer, **eval_callback) runs during training."""
     eval: dict[str, Any] | None = None
     """EvalConfig keys used by `make eval SIZE=<size>` (benchmarks, k, max_tokens, ...); read by distill.eval.run."""
+
+    # ---- data: several clean trace sets instead of one (distill/students/mixture.py)
+    mixture: list[dict[str, Any]] | None = None
+    """[{traces: <teacher>/<prompts> or a .jsonl, weight: 0-1 | count: N}, ...], drawn with `seed` into
+    <run>/mixture.jsonl; `make student SIZE=7b MIXTURE=mix.yaml` reads the list from a file."""
 
     # ---- run control
     overwrite: bool = False
@@ -251,6 +263,14 @@ class StudentConfig:
             out.append(f"kd: {self.kd} does not batch padding-free; set padding_free: false")
         if self.kd != "none" and self.packing:
             out.append(f"kd: {self.kd} does not pack sequences; set packing: false")
+        if self.mixture is not None:
+            from distill.students.mixture import mixture_problems
+
+            out.extend(mixture_problems(self.mixture))
+        if self.push_to_hub is not None and not HUB_ID.match(self.push_to_hub):
+            out.append(f"'push_to_hub' = {self.push_to_hub!r} is not a hub repo id (org/name)")
+        if self.push_checkpoints and not self.push_to_hub:
+            out.append("push_checkpoints: true needs push_to_hub=<org/name> (where the revisions go)")
         if self.eval_callback is not None and not isinstance(self.eval_callback, dict):
             out.append("'eval_callback' must be a mapping of EvalCallback keyword arguments")
         return out

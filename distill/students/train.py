@@ -41,6 +41,7 @@ RUN_CONTROL_KEYS = {
     "per_device_batch_size", "gradient_accumulation_steps", "traces",
     # kernels: the same math at another speed (and what a machine without flash-attn falls back to)
     "attn_implementation", "use_liger_kernel", "padding_free",
+    "push_to_hub", "push_checkpoints", "hub_endpoint",
 }
 # attn_implementation -> the module it needs; any other implementation needs nothing beyond torch.
 FLASH_MODULES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
@@ -147,6 +148,14 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
     out_dir, data = Path(out_dir), Path(data)
     if is_distributed_child():
         return train(cfg, data, out_dir, preset=preset, size=str(size))
+    mixture = None
+    if cfg.mixture:  # drawn here, once per node; the launched processes read the file (data)
+        from distill.students.mixture import MIXTURE_FILE, build_mixture
+
+        data = out_dir / MIXTURE_FILE
+        # out/students/<size> -> out/: `traces: <teacher>/<prompts>` names out/traces/<teacher>/<prompts>/clean.jsonl
+        mixture = build_mixture(cfg.mixture, out_root=out_dir.parent.parent, path=data, seed=cfg.seed)
+
 
     cpu = _no_cuda()
     command = None
@@ -175,9 +184,12 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
     final = out_dir / "final"
     finished = _finished(out_dir) and not cfg.overwrite
     prepare_run_dir(cfg, data, out_dir, preset, size=str(size), launch=format_command(command) if command else None)
+    if mixture is not None:
+        write_record(out_dir, {**read_record(out_dir), "mixture": mixture})
     if finished:
         log.info("%s is already trained with this recipe; card.md refreshed (overwrite=true to train again)", final)
         write_card(out_dir)
+        push_student(cfg, out_dir)
         return final
     try:
         if command is None:
@@ -397,6 +409,11 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
         from distill.eval.callback import EvalCallback  # issue 7's callback, only when the preset asks for it
 
         callbacks.append(EvalCallback(tokenizer, **cfg.eval_callback))
+    if cfg.push_checkpoints:
+        from distill.hub import push_checkpoint_callback
+
+        callbacks.append(push_checkpoint_callback(cfg.push_to_hub, endpoint=cfg.hub_endpoint))
+
 
     ######################
     # Trainer
@@ -456,7 +473,16 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
         write_card(out_dir)
         log.info("student saved to %s (final loss %s); card: %s", final, record["results"]["final_loss"],
                  out_dir / "card.md")
+        push_student(cfg, out_dir)
     return final
+
+
+def push_student(cfg: StudentConfig, out_dir: Path) -> None:
+    """Upload final/ with its model card when the preset or ARGS say push_to_hub=<org/name>."""
+    if cfg.push_to_hub:
+        from distill.hub import push_student as push
+
+        push(out_dir, cfg.push_to_hub, endpoint=cfg.hub_endpoint)
 
 
 def special_token_rows(model, tokenizer, tokens: tuple[str, ...]) -> dict[str, list[int]]:
