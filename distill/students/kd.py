@@ -83,9 +83,9 @@ def load_teacher(name: str, student, student_tok, dtype, attn_implementation: st
     """Load the KD teacher, check its tokenizer against the student's and align its head rows."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from distill.students.train import resolve_base
+    from distill.models import resolve_model
 
-    path = resolve_base(name)
+    path = resolve_model(name, "kd_teacher")
     teacher_tok = AutoTokenizer.from_pretrained(path)
     vocab = check_shared_vocab(student_tok, teacher_tok, student_name=str(student.name_or_path), teacher_name=name)
     kwargs: dict[str, Any] = {"dtype": dtype}

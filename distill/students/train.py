@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import ConfigError, to_dict
+from distill.models import check_model, resolve_model
 from distill.students.card import read_record, write_card, write_record
 from distill.students.config import StudentConfig, load_student_config
 from distill.students.launch import format_command, launch_command, node_rank_and_master
@@ -46,31 +47,6 @@ RUN_CONTROL_KEYS = {
 # attn_implementation -> the module it needs; any other implementation needs nothing beyond torch.
 FLASH_MODULES = {"flash_attention_2": "flash_attn", "flash_attention_3": "flash_attn_interface"}
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
-
-
-def resolve_base(name: str) -> str:
-    """toy://<name> -> the embedded model dir (built on first use); anything else as given."""
-    if name.startswith("toy://"):
-        from distill.toy.models import resolve_model  # imported lazily: builds a model on first use
-
-        try:
-            return str(resolve_model(name))
-        except ValueError as e:  # an unknown toy name or spec key
-            raise ConfigError(f"base: {e}") from None
-    return os.path.expanduser(name)
-
-
-def check_base(name: str) -> None:
-    """A base given as a local path must be a model folder; toy:// names must exist (hub ids load later)."""
-    if name.startswith("toy://"):
-        from distill.toy.models import SPECS
-
-        toy = name[len("toy://"):].split("?", 1)[0]
-        if toy not in SPECS:
-            raise ConfigError(f"base: unknown toy model '{name}'; available: {', '.join('toy://' + n for n in SPECS)}")
-    elif name.startswith(("/", "~", ".")) and not (Path(name).expanduser() / "config.json").exists():
-        raise ConfigError(f"base: {name} is not a model folder (no config.json there); set base= to a model "
-                          "directory or a hub id")
 
 
 def is_distributed_child() -> bool:
@@ -294,7 +270,7 @@ def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path,
     from distill.students.data import check_clean_file, file_sha256
 
     check_clean_file(data)
-    check_base(cfg.base)
+    check_model(cfg.base, "base")
     if cfg.overwrite:
         set_aside(out_dir)
     sha = file_sha256(data)
@@ -342,7 +318,7 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     ######################
     # Tokenizer and template
     ######################
-    base = resolve_base(cfg.base)
+    base = resolve_model(cfg.base, "base")
     fmt = get_format(cfg.template)
     tokenizer = AutoTokenizer.from_pretrained(base, revision=cfg.revision)
     base_eos = prepare_tokenizer(tokenizer, fmt, where=cfg.base)

@@ -186,12 +186,3 @@ def load_teacher_config(name_or_path: str | Path | TeacherConfig, overrides: lis
     path = menu_path("teachers", name_or_path)
     cfg = load_config(TeacherConfig, path, route_overrides(overrides))
     return cfg if cfg.name else dataclasses.replace(cfg, name=path.stem)
-
-
-def resolve_model_path(model: str) -> str:
-    """A model string as transformers/vLLM take it: `toy://name` builds (or reuses) the embedded model."""
-    if model.startswith("toy://"):
-        from distill.toy.models import resolve_model  # the toy package trains its model on first use
-
-        return str(resolve_model(model))
-    return str(Path(model).expanduser()) if model.startswith(("~", "/", ".")) else model

@@ -14,7 +14,8 @@ import logging
 from typing import Any
 
 from distill.teachers.base import Completion, SamplingParams
-from distill.teachers.config import TeacherConfig, resolve_model_path
+from distill.models import resolve_model
+from distill.teachers.config import TeacherConfig
 from distill.trace import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class HFTeacher:
 
         self.cfg = cfg
         self.name = cfg.label
-        path = resolve_model_path(cfg.model)
+        path = resolve_model(cfg.model)
         self.device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if cfg.dtype == "auto":
             dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32

@@ -21,7 +21,8 @@ import os
 from typing import Any
 
 from distill.teachers.base import Completion, SamplingParams
-from distill.teachers.config import TeacherConfig, resolve_model_path
+from distill.models import resolve_model
+from distill.teachers.config import TeacherConfig
 from distill.teachers.hf_backend import render_chat, template_note
 from distill.trace import split_reasoning
 
@@ -33,7 +34,7 @@ def model_context(model: str) -> int | None:
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(resolve_model_path(model))
+        config = AutoConfig.from_pretrained(resolve_model(model))
     except (OSError, ValueError) as e:
         log.warning("could not read %s's config to set max_model_len (%s); vLLM picks its own", model, e)
         return None
@@ -60,7 +61,7 @@ def gpu_groups(data_parallel_size: int, tensor_parallel_size: int, visible: list
 def vllm_engine_kwargs(cfg: TeacherConfig, context: int | None = None) -> dict[str, Any]:
     """`vllm.LLM(**kwargs)` for a teacher config; `context` (the model's own) when the config sets no max_model_len."""
     kwargs: dict[str, Any] = {
-        "model": resolve_model_path(cfg.model),
+        "model": resolve_model(cfg.model),
         "tensor_parallel_size": cfg.tensor_parallel_size,
         "dtype": cfg.dtype,
         "gpu_memory_utilization": cfg.gpu_memory_utilization,

@@ -74,7 +74,8 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     from distill.filters.run import run as run_filter
     from distill.students.config import load_student_config
     from distill.students.train import run as run_student
-    from distill.teachers.config import load_teacher_config, resolve_model_path
+    from distill.models import resolve_model
+    from distill.teachers.config import load_teacher_config
     from distill.teachers.sample import run as run_traces
 
     cfg = load_config(DemoConfig, {}, overrides)
@@ -91,8 +92,8 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
 
     # ---- 1. The teacher and original student the configs name (toy:// models are built once, then cached)
     stage("models")
-    teacher_dir = resolve_model_path(load_teacher_config(cfg.teacher).model)
-    original_dir = resolve_model_path(load_student_config(cfg.size)[0].base)
+    teacher_dir = resolve_model(load_teacher_config(cfg.teacher).model)
+    original_dir = resolve_model(load_student_config(cfg.size)[0].base)
     print(f"teacher: {teacher_dir}\noriginal student: {original_dir}")
     done("models")
 
