@@ -123,6 +123,14 @@ class StudentConfig:
     # ---- parallelism
     parallelism: Literal["ddp", "zero3", "zero3_offload", "fsdp"] = "ddp"
     """How processes share the model: ddp (replicas), zero3 / zero3_offload (DeepSpeed), fsdp (FSDP2). Files under students/launch/."""
+    context_parallel: int = 1
+    """GPUs each sequence is split over (accelerate's ParallelismConfig cp_size, FSDP2): activations and logits per GPU
+    shrink by this factor, for 32k sequences on 32B/70B. Needs parallelism: fsdp and attn_implementation: sdpa, and
+    divides gpus_per_node; data-parallel groups = devices / context_parallel. The dry run's memory estimate offers it."""
+    gpu_memory_gib: float = 80.0
+    """Memory of one GPU, for the dry run's per-GPU estimate (distill.students.launch.memory_report): H100 80, H200 141."""
+    shared_fs_timeout_s: float = 120.0
+    """Multi-node: how long each node waits to see the marker rank 0 writes into the out dir (the shared-filesystem check)."""
 
     # ---- LoRA
     lora: bool = False
@@ -191,6 +199,11 @@ class StudentConfig:
     def devices(self) -> int:
         return self.nodes * self.gpus_per_node
 
+    @property
+    def data_parallel(self) -> int:
+        """Groups that each take their own batch: devices, over context_parallel (one sequence spans a group)."""
+        return self.devices // max(1, self.context_parallel)
+
     def base_info(self) -> BaseInfo | None:
         return KNOWN_BASES.get(self.base)
 
@@ -234,12 +247,27 @@ class StudentConfig:
             if getattr(self, name) < 1:
                 out.append(f"'{name}' must be at least 1, got {getattr(self, name)}")
         if self.global_batch_size is not None:
-            got = self.per_device_batch_size * self.gradient_accumulation_steps * self.devices
+            got = self.per_device_batch_size * self.gradient_accumulation_steps * self.data_parallel
             if got != self.global_batch_size:
+                cp = f" / context_parallel {self.context_parallel}" if self.context_parallel > 1 else ""
                 out.append(f"batch arithmetic: per_device_batch_size {self.per_device_batch_size} x "
                            f"gradient_accumulation_steps {self.gradient_accumulation_steps} x {self.devices} devices "
-                           f"({self.nodes} nodes x {self.gpus_per_node}) = {got}, not global_batch_size "
+                           f"({self.nodes} nodes x {self.gpus_per_node}){cp} = {got}, not global_batch_size "
                            f"{self.global_batch_size}")
+        cp = f"context_parallel: {self.context_parallel}"
+        if self.context_parallel < 1:
+            out.append(f"'context_parallel' must be at least 1, got {self.context_parallel}")
+        elif self.context_parallel > 1:
+            if self.parallelism != "fsdp":
+                out.append(f"{cp} needs parallelism: fsdp (accelerate's context parallelism runs on FSDP2)")
+            if self.attn_implementation != "sdpa":
+                out.append(f"{cp} needs attn_implementation: sdpa (the Trainer refuses {self.attn_implementation})")
+            if self.packing or self.padding_free:
+                out.append(f"{cp} needs packing: false and padding_free: false (it splits one causal sequence)")
+            if self.gpus_per_node % self.context_parallel:
+                out.append(f"{cp} must divide gpus_per_node = {self.gpus_per_node} (a sequence stays within a node)")
+            if self.kd != "none":
+                out.append(f"{cp} does not run with kd: {self.kd}; set context_parallel: 1")
         if not 0 <= self.warmup_ratio < 1:
             out.append(f"'warmup_ratio' must be in [0, 1), got {self.warmup_ratio}")
         if self.learning_rate <= 0:
@@ -289,11 +317,14 @@ class StudentConfig:
             raise ConfigError(f"{where}: NODES and GPUS must be at least 1, got {new_nodes} and {new_gpus}")
         accumulation = self.gradient_accumulation_steps
         if self.global_batch_size is not None:
-            per_step = self.per_device_batch_size * new_nodes * new_gpus
+            # One sequence spans context_parallel GPUs: each group of them takes one batch (validate names a bad value).
+            cp = self.context_parallel if self.context_parallel > 0 and new_gpus % self.context_parallel == 0 else 1
+            per_step = self.per_device_batch_size * new_nodes * new_gpus // cp
             if per_step < 1 or self.global_batch_size % per_step:
                 raise ConfigError(
                     f"{where}: global_batch_size {self.global_batch_size} is not a multiple of per_device_batch_size "
-                    f"{self.per_device_batch_size} x {new_nodes} nodes x {new_gpus} GPUs = {per_step}; pick a device "
+                    f"{self.per_device_batch_size} x {new_nodes} nodes x {new_gpus} GPUs"
+                    f"{f' / context_parallel {cp}' if cp > 1 else ''} = {per_step}; pick a device "
                     f"count that divides it, or set per_device_batch_size (ARGS=\"per_device_batch_size=1\")")
             accumulation = self.global_batch_size // per_step
         return dataclasses.replace(self, nodes=new_nodes, gpus_per_node=new_gpus,

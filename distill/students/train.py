@@ -31,7 +31,8 @@ from distill.config import ConfigError, to_dict
 from distill.models import check_model, resolve_model
 from distill.students.card import read_record, write_card, write_record
 from distill.students.config import StudentConfig, load_student_config
-from distill.students.launch import format_command, launch_command, node_rank_and_master
+from distill.students.launch import (check_shared_filesystem, format_command, launch_command, memory_report,
+                                     node_rank_and_master)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,8 @@ RUN_CONTROL_KEYS = {
     "save_steps", "save_total_limit", "logging_steps", "report_to", "dataset_num_proc", "torch_threads",
     "eval_callback", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
     "per_device_batch_size", "gradient_accumulation_steps", "traces",
+    # parallel layout and launch checks: global_batch_size stays, so the same steps on other hardware
+    "context_parallel", "gpu_memory_gib", "shared_fs_timeout_s",
     # kernels: the same math at another speed (and what a machine without flash-attn falls back to)
     "attn_implementation", "use_liger_kernel", "padding_free",
     "push_to_hub", "push_checkpoints", "hub_endpoint",
@@ -146,10 +149,12 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
     if cfg.dry_run:
         header = [line[2:] for line in preset.read_text().splitlines()[:8]
                   if line.startswith(("# Hardware", "# Wall time"))]
-        batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.devices
+        batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.data_parallel
+        groups = f" / context_parallel {cfg.context_parallel}" if cfg.context_parallel > 1 else ""
         print("\n".join([f"preset: {preset}", *header, f"data: {data}",
                          (f"batch: {cfg.per_device_batch_size} per device x {cfg.gradient_accumulation_steps} "
-                          f"accumulation x {cfg.devices} devices = {batch}"),
+                          f"accumulation x {cfg.devices} devices{groups} = {batch}"),
+                         *memory_report(cfg),
                          f"launch: {format_command(command) if command else 'in this process (one device)'}"]))
         return None
     if cfg.devices > 1 and cpu and cfg.parallelism != "ddp":
@@ -297,6 +302,23 @@ def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path,
 # train(): one process of the job (all of it on one device)
 
 
+def tokenise_once(cfg: StudentConfig, data: Path, tokenizer, out_dir: Path, state):
+    """build_dataset once per job: the global main process (rank 0 of all nodes) tokenises into
+    out_dir/cache, every other process on every node reads that cache.
+
+    Multi-node, that holds only when out_dir is one shared filesystem: the check runs first and
+    stops every node with the fix otherwise (on separate disks each node would tokenise again, and
+    checkpoints and resume would split across the nodes).
+    """
+    from distill.students.data import build_dataset
+
+    if cfg.nodes > 1 and state.num_processes > 1:
+        check_shared_filesystem(out_dir, timeout_s=cfg.shared_fs_timeout_s)
+    with state.main_process_first():  # accelerate: the global main process, not each node's local one
+        return build_dataset(data, tokenizer, cfg.max_length, num_proc=cfg.dataset_num_proc,
+                             cache_dir=out_dir / "cache", keep_text=cfg.kd != "none")
+
+
 def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str = "", size: str = "",
           callbacks: list | None = None) -> Path:
     """Tokenise, build the TRL trainer, train (resuming), save final/ and card.md; returns out_dir/final."""
@@ -304,7 +326,6 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     from accelerate import PartialState
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from distill.students.data import build_dataset
     from distill.students.serving import THINK_TOKENS, ensure_think_tokens, init_think_rows
     from distill.students.templates import get_format, prepare_tokenizer, set_stop_tokens
 
@@ -334,9 +355,7 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     # Rank 0 tokenises first and the others read its cache; hundreds of thousands of 32k-token
     # traces can take longer than the default 10-30 minute collective timeout they wait in.
     state = PartialState(cpu=cpu, timeout=timedelta(hours=3))
-    with state.main_process_first():
-        dataset, stats = build_dataset(data, tokenizer, cfg.max_length, num_proc=cfg.dataset_num_proc,
-                                       cache_dir=out_dir / "cache", keep_text=cfg.kd != "none")
+    dataset, stats = tokenise_once(cfg, data, tokenizer, out_dir, state)
 
     ######################
     # Training arguments (before the model: under ZeRO-3 they make from_pretrained load sharded)
@@ -349,7 +368,9 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
         # Rows are already tokenised and length-checked, so SFTTrainer only builds labels from
         # assistant_masks (-100 elsewhere). max_length matters only for packing, where it is the row size.
         args = SFTConfig(**common, max_length=cfg.max_length if cfg.packing else None, packing=cfg.packing,
-                         packing_strategy="bfd", padding_free=cfg.padding_free, dataset_num_proc=cfg.dataset_num_proc)
+                         packing_strategy="bfd", padding_free=cfg.padding_free, dataset_num_proc=cfg.dataset_num_proc,
+                         # context parallelism splits each row into 2 x cp chunks (load-balanced causal attention)
+                         pad_to_multiple_of=2 * cfg.context_parallel if cfg.context_parallel > 1 else None)
     else:
         from distill.students.kd import kd_config
 
