@@ -123,6 +123,17 @@ def test_over_budget_the_dry_run_offers_context_parallelism_and_a_lower_max_leng
     assert "students/launch/fsdp.yaml" in joined
     assert ("--use_parallelism_config --parallelism_config_dp_shard_size 16 --parallelism_config_cp_size 2"
             in joined)
+    # accelerate's own launcher takes the command and hands the processes a 16 x 2 FSDP2 mesh over 32 GPUs.
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+    from accelerate.parallelism_config import ParallelismConfig
+    from accelerate.utils.launch import prepare_multi_gpu_env
+
+    args, _, _ = _validate_launch_command(launch_command_parser().parse_args(cmd[3:]))
+    env = prepare_multi_gpu_env(args)
+    assert (env["FSDP_VERSION"], env["FSDP_AUTO_WRAP_POLICY"]) == ("2", "TRANSFORMER_BASED_WRAP")
+    assert env["ACCELERATE_USE_PARALLELISM_CONFIG"] == "true"
+    sizes = {k: int(env[f"PARALLELISM_CONFIG_{k.upper()}"]) for k in ("dp_shard_size", "cp_size")}
+    assert ParallelismConfig(**sizes).total_size == args.num_processes == 32
     assert run("70b", tmp_path / "clean.jsonl", tmp_path / "out", nodes=4,
                overrides=[*overrides, "dry_run=true"]) is None
     printed = capsys.readouterr().out

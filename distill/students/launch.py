@@ -119,7 +119,8 @@ def parallelism_flags(cfg: StudentConfig) -> list[str]:
     """
     if cfg.context_parallel <= 1:
         return []
-    return ["--use_parallelism_config",
+    # accelerate checks --use_parallelism_config against --use_fsdp/--fsdp_version before it reads the config file
+    return ["--use_fsdp", "--fsdp_version", "2", "--use_parallelism_config",
             "--parallelism_config_dp_shard_size", str(cfg.devices // cfg.context_parallel),
             "--parallelism_config_cp_size", str(cfg.context_parallel)]
 
