@@ -25,24 +25,26 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
 
 SHARED = REPO.parent / "shared" / "data"
 
 
 def _traces(repeat: int):
-    from filters_fixtures import skythought_traces
+    """The Sky-T1 outputs as `distill import --source sky-t1` reads them (reasoning split at its markers)."""
+    from distill.imports import load_source_config, row_traces
 
     files = sorted((SHARED / "traces" / "skythought").glob("sky-t1-*.jsonl"))
     if not files:
         raise SystemExit(f"needs the Sky-T1 traces in {SHARED}/traces/skythought (a developer checkout)")
-    base = [t for f in files for t in skythought_traces(f)]
+    base = []
+    for f in files:
+        cfg = load_source_config("sky-t1", [f"path={f}"])
+        for i, line in enumerate(f.read_text().splitlines()):
+            base += row_traces(cfg, f.stem, json.loads(line), i)
     return [t for _ in range(repeat) for t in base]
 
 
 def _recipe():
-    from filters_fixtures import SKY_SOLUTION, SKY_THINK
-
     from distill.filters import (
         Decontaminate,
         Dedup,
@@ -54,12 +56,15 @@ def _recipe():
         ThinkFormat,
     )
 
+    from distill.imports import load_source_config
+
     # The R1 recipe with Sky-T1 delimiters, the benchmark from a local file instead of by name.
     # GSM8K test, not MATH-500/AIME/AMC: these traces answer those very benchmarks, so against
     # them decontamination drops every well-formed trace and math verification, the costly
     # filter of a real run on a training pool, would never run.
     bench = [str(SHARED / "benchmarks" / "gsm8k_test.jsonl")]
-    return [Finished(), ThinkFormat(think=SKY_THINK, solution=SKY_SOLUTION), Language(), Repetition(),
+    sky = load_source_config("sky-t1")
+    return [Finished(), ThinkFormat(think=tuple(sky.think), solution=tuple(sky.solution)), Language(), Repetition(),
             Readability(), Decontaminate(files=bench), MathCorrect(), Dedup()]
 
 
