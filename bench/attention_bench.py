@@ -9,7 +9,7 @@ template and counted with the Qwen2.5 tokenizer (the 7b base's); traces over the
 max_length are dropped, as `make student` drops them. The preset's micro-batches
 (per_device_batch_size traces, drawn in random order) are then costed both ways:
 
-- padded (sdpa, the presets before issue 18): every row is padded to the longest trace of its
+- padded (sdpa, the presets before flash attention): every row is padded to the longest trace of its
   micro-batch, so causal attention costs B x Lmax^2 / 2 per micro-batch and the linear layers
   B x Lmax tokens; the real work is sum(L^2) / 2 and sum(L);
 - padding-free (flash_attention_2 with TRL's padding_free): the micro-batch is one flat row and
