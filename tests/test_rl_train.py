@@ -190,3 +190,24 @@ def test_a_preset_without_rl_block_or_prompts_is_refused(student, tmp_path):
         run(str(write_preset(tmp_path)), student, tmp_path / "rl")
     with pytest.raises(ConfigError, match=r"'per_device_batch_size' 6 must be a multiple of num_generations 4"):
         run(str(write_preset(tmp_path)), student, tmp_path / "rl", prompts="toy", overrides=["per_device_batch_size=6"])
+
+
+def test_eval_adds_the_rl_column_and_the_rl_card_gets_the_table(trained):
+    from distill.eval.report import rows
+    from distill.eval.run import run as run_eval
+
+    out = trained.root / "eval" / "rl-test"
+    report = run_eval(size=str(trained.preset), student=trained.student, teacher=None, out_dir=out, rl=trained.final,
+                      overrides=[f"benchmarks=[{trained.prompts}]", "limit=4", "default_k=1", "max_tokens=48",
+                                 "roles=[student,rl]"])
+    header, row = rows(report)
+    assert header[:4] == ["benchmark", "k", "original", "student"] and header[4] == "rl"
+    assert row[4] != "-" and report["benchmarks"]["sums"]["rl"]["problems"] == 4
+    assert (out / "rl" / "sums.jsonl").exists()
+    card = (trained.out / "card.md").read_text()
+    assert f"From `{out / 'report.json'}`" in card and "| rl |" in card
+    # Without an RL model the table keeps its three columns.
+    plain = run_eval(size=str(trained.preset), student=trained.student, teacher=None, out_dir=trained.root / "e2",
+                     overrides=[f"benchmarks=[{trained.prompts}]", "limit=4", "default_k=1", "max_tokens=48",
+                                "roles=[student]"])
+    assert "rl" not in rows(plain)[0]

@@ -69,7 +69,7 @@ class EvalConfig:
     """Teacher to compare against (teachers/<name>.yaml); the --teacher flag wins over this."""
     original: str | None = None
     """The original base model; default: the base model named in students/<size>.yaml."""
-    roles: list[str] = field(default_factory=lambda: ["original", "student", "teacher"])
+    roles: list[str] = field(default_factory=lambda: ["original", "student", "rl", "teacher"])
     """Columns to generate. The report shows every column with results on disk, so columns can be
     run apart (roles=[original] on one machine, then roles=[student] on another with the same --out)."""
     rescore: bool = False
@@ -101,9 +101,9 @@ class EvalConfig:
         for name, k in {**self.k, "default_k": self.default_k}.items():
             if k < 1:
                 raise ConfigError(f"eval config: k for '{name}' is {k}; it must be at least 1 sample per problem")
-        unknown = [r for r in self.roles if r not in ("original", "student", "teacher")]
+        unknown = [r for r in self.roles if r not in ("original", "student", "rl", "teacher")]
         if unknown:
-            raise ConfigError(f"eval config: unknown role(s) {unknown} in `roles`; use original, student, teacher")
+            raise ConfigError(f"eval config: unknown role(s) {unknown} in `roles`; use original, student, rl, teacher")
         if not self.benchmarks:
             raise ConfigError("eval config: `benchmarks` is empty; name at least one (ls datasets/)")
         if self.limit is not None and self.limit < 1:

@@ -1,4 +1,5 @@
-"""The side-by-side report: rows are benchmarks, columns original / student / teacher.
+"""The side-by-side report: rows are benchmarks, columns original / student / rl / teacher (rl: when an RL
+student from `make rl` was evaluated).
 
 `build_report` turns per-(model, benchmark) correctness tables into plain data (report.json);
 `markdown` and `plot` render it (report.md, report.png); `table` is the text printed at the end.
@@ -18,7 +19,7 @@ from typing import Any
 
 from distill.eval.metrics import Sample, mean_and_stderr, summarize
 
-ROLES = ("original", "student", "teacher")
+ROLES = ("original", "student", "rl", "teacher")
 
 Table = dict[str, list[Sample]]
 """One model's results on one benchmark: prompt id -> its samples, in sample-index order."""
@@ -50,7 +51,7 @@ def build_report(
 def compare(by_role: Mapping[str, Table]) -> dict[str, Any]:
     """Gain of the student over the original (paired), share of the teacher's score, gap closed."""
     out: dict[str, Any] = {}
-    original, student, teacher = (by_role.get(r) for r in ROLES)
+    original, student, teacher = (by_role.get(r) for r in ("original", "student", "teacher"))
 
     def p1(table: Table) -> float:
         return mean_and_stderr([_frac(s) for s in table.values()])[0]
@@ -89,15 +90,17 @@ def _pct(x: float | None) -> str:
 
 
 def rows(report: Mapping[str, Any]) -> list[list[str]]:
-    """The headline table: header row, then one row per benchmark (pass@1 in %, ± standard error)."""
-    out = [["benchmark", "k", "original", "student", "teacher", "gain", "% of teacher", "gap closed"]]
+    """The headline table: header row, then one row per benchmark (pass@1 in %, ± standard error).
+    The rl column appears only when some benchmark has RL-student results."""
+    roles = [r for r in ROLES if r != "rl" or any("rl" in row for row in report["benchmarks"].values())]
+    out = [["benchmark", "k", *roles, "gain", "% of teacher", "gap closed"]]
     for bench, row in report["benchmarks"].items():
         ks = sorted({row[r]["k"] for r in ROLES if r in row})
         gain = row.get("gain")
         out.append([
             bench,
             "/".join(map(str, ks)) or "-",
-            *(_cell(row.get(r)) for r in ROLES),
+            *(_cell(row.get(r)) for r in roles),
             f"{100 * gain['mean']:+.1f} ± {100 * gain['stderr']:.1f}" if gain else "-",
             _pct(row.get("teacher_share")),
             _pct(row.get("gap_closed")),
@@ -157,7 +160,7 @@ def plot(report: Mapping[str, Any], path: str | Path) -> Path:
 
     benches = list(report["benchmarks"])
     roles = [r for r in ROLES if any(r in report["benchmarks"][b] for b in benches)]
-    colors = {"original": "#9e9e9e", "student": "#1f77b4", "teacher": "#ff7f0e"}
+    colors = {"original": "#9e9e9e", "student": "#1f77b4", "rl": "#2ca02c", "teacher": "#ff7f0e"}
     width = 0.8 / max(1, len(roles))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.6 * len(benches) + 2), 4))
     for i, role in enumerate(roles):

@@ -6,8 +6,9 @@
     distill eval --size 7b data.aime24=../shared/data/benchmarks/aime24.jsonl   # offline copy
 
 Columns: `original` is the base model named in students/<size>.yaml (`base`); `student` is
-out/students/<size>/final (or --student); `teacher` is teachers/<name>.yaml. All three run on the
-teacher-stage backends (distill.teachers: hf, vllm, openai) and are scored by distill.verify.
+out/students/<size>/final (or --student); `rl` is out/rl/<size>/final when `make rl` made one;
+`teacher` is teachers/<name>.yaml. All run on the teacher-stage backends (distill.teachers: hf,
+vllm, openai) and are scored by distill.verify.
 
 Outputs in out/eval/<size>/:
     original/<benchmark>.jsonl, student/<benchmark>.jsonl   one line per sample (resumable)
@@ -58,7 +59,7 @@ class Column:
 
 
 def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
-        overrides: list[str] | None = None) -> dict[str, Any]:
+        overrides: list[str] | None = None, rl: Path | None = None) -> dict[str, Any]:
     """Evaluate, write report.{json,md,png} into `out_dir`, print the table; return the report."""
     # ---- Config: EvalConfig defaults < the preset's `eval:` section < key=value overrides
     preset_path = menu_path("students", size)
@@ -86,6 +87,8 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
     elif "student" in cfg.roles:
         raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={Path(size).stem}`, "
                           "or point --student at a model directory")
+    if rl is not None and (Path(rl) / "config.json").exists():  # the RL student of `make rl`, when there is one
+        columns.append(model_column("rl", str(rl), out_dir / "rl", cfg))
     teacher_col = teacher_column(teacher or cfg.teacher, out_dir.parent / "teachers", cfg)
     if teacher_col is not None:
         columns.append(teacher_col)
@@ -146,6 +149,8 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
         print(f"note: {note}")
     print(f"\nreport: {out_dir / 'report.md'} (and report.json, report.png)")
     _refresh_card(student, out_dir / "report.json")
+    if rl is not None and (Path(rl) / "config.json").exists():
+        _refresh_card(Path(rl), out_dir / "report.json", rl=True)
     return report
 
 
@@ -286,12 +291,15 @@ def _notes(role: str, bench: str, result: dict[str, Any], unscorable: list[str],
     return notes
 
 
-def _refresh_card(student: Path | None, report: Path) -> None:
-    """Add the results to the student's card.md when the student came out of `make student`."""
+def _refresh_card(student: Path | None, report: Path, rl: bool = False) -> None:
+    """Add the results to the student's card.md when the student came out of `make student` (or `make rl`)."""
     if student is None or not (Path(student).parent / "run.json").exists():
         return
     try:
-        from distill.students.card import write_card
+        if rl:
+            from distill.rl.card import write_card
+        else:
+            from distill.students.card import write_card
 
         write_card(Path(student).parent, eval_report=report)
     except Exception as e:  # noqa: BLE001 - the report is written; a card problem must not fail the eval
