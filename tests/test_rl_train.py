@@ -188,7 +188,7 @@ def test_a_preset_without_rl_block_or_prompts_is_refused(student, tmp_path):
         run(str(tmp_path / "plain.yaml"), student, tmp_path / "rl", prompts="toy")
     with pytest.raises(ConfigError, match=r"needs PROMPTS"):
         run(str(write_preset(tmp_path)), student, tmp_path / "rl")
-    with pytest.raises(ConfigError, match=r"'per_device_batch_size' 6 must be a multiple of num_generations 4"):
+    with pytest.raises(ConfigError, match=r"per_device_batch_size 6 x gradient_accumulation_steps 1 must be a multiple of num_generations 4"):
         run(str(write_preset(tmp_path)), student, tmp_path / "rl", prompts="toy", overrides=["per_device_batch_size=6"])
 
 
@@ -211,3 +211,19 @@ def test_eval_adds_the_rl_column_and_the_rl_card_gets_the_table(trained):
                      overrides=[f"benchmarks=[{trained.prompts}]", "limit=4", "default_k=1", "max_tokens=48",
                                 "roles=[student]"])
     assert "rl" not in rows(plain)[0]
+
+
+def test_demo_reports_the_rl_column_and_its_target():
+    from distill.toy.demo import render, summarize
+
+    def report(rl):
+        roles = {"original": 0.245, "student": 0.71, "teacher": 0.525, **({"rl": rl} if rl is not None else {})}
+        return {"benchmarks": {"toy-test": {r: {"pass@1": {"mean": v}} for r, v in roles.items()}}}
+
+    target = "RL student >= SFT student + 5 points"
+    summary = summarize(report(0.76), None, None, {}, 1.0)
+    assert summary["held_out_pass@1"]["student_rl"] == 0.76 and summary["targets"][target] is True
+    assert "| 24.5% | 71.0% | - | 76.0% | 52.5% |" in render(summary) and f"| {target} | yes |" in render(summary)
+    assert summarize(report(0.755), None, None, {}, 1.0)["targets"][target] is False
+    off = summarize(report(None), None, None, {}, 1.0)
+    assert off["held_out_pass@1"]["student_rl"] is None and f"| {target} | - |" in render(off)

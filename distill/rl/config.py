@@ -46,7 +46,7 @@ class RLConfig:
     temperature: float = 0.7
     top_p: float = 1.0
 
-    # ---- batch: per_device_batch_size counts completions; it must be a multiple of num_generations
+    # ---- batch: completions per optimizer step = per_device_batch_size x gradient_accumulation_steps, whole groups
     per_device_batch_size: int = 16
     gradient_accumulation_steps: int = 4
 
@@ -107,9 +107,10 @@ class RLConfig:
                 out.append(f"'{name}' must be at least 1, got {getattr(self, name)}")
         if self.num_generations < 2:
             out.append("'num_generations' must be at least 2: GRPO compares completions within a prompt's group")
-        elif self.per_device_batch_size % self.num_generations:
-            out.append(f"'per_device_batch_size' {self.per_device_batch_size} must be a multiple of num_generations "
-                       f"{self.num_generations} (it counts completions: prompts per step x generations)")
+        elif (self.per_device_batch_size * self.gradient_accumulation_steps) % self.num_generations:
+            out.append(f"per_device_batch_size {self.per_device_batch_size} x gradient_accumulation_steps "
+                       f"{self.gradient_accumulation_steps} must be a multiple of num_generations {self.num_generations} "
+                       f"(they count completions: each step samples whole groups of num_generations per prompt)")
         if not 0 <= self.overlong_cache < self.max_completion_length:
             out.append(f"'overlong_cache' must be in [0, max_completion_length), got {self.overlong_cache}")
         if self.learning_rate <= 0:
@@ -128,12 +129,17 @@ class RLConfig:
         return [float(self.reward_weights.get(name, 1.0)) for name in self.rewards]
 
 
+def size_name(size: str | Path) -> str:
+    """'1.5b' -> '1.5b' (Path('1.5b').stem would be '1'); 'my/preset.yaml' -> 'preset'."""
+    return Path(size).stem if str(size).endswith((".yaml", ".yml")) else str(size)
+
+
 def load_rl_config(size: str | Path, overrides: list[str] | None = None) -> tuple[RLConfig, Path]:
     """The `rl:` block of students/<size>.yaml + key=value overrides, validated."""
     path = menu_path("students", size)
     block = load_yaml(path).get("rl")
     if block is None:
-        raise ConfigError(f"{path} has no `rl:` block, so `make rl SIZE={Path(size).stem}` has no recipe; add one "
+        raise ConfigError(f"{path} has no `rl:` block, so `make rl SIZE={size_name(size)}` has no recipe; add one "
                           f"(see students/1.5b.yaml) or use a size that has it")
     if not isinstance(block, dict):
         raise ConfigError(f"{path}: key 'rl' must be a mapping of RLConfig keys, got {block!r:.60}")
@@ -145,4 +151,4 @@ def load_rl_config(size: str | Path, overrides: list[str] | None = None) -> tupl
     return cfg, path
 
 
-__all__ = ["RLConfig", "load_rl_config"]
+__all__ = ["RLConfig", "load_rl_config", "size_name"]
