@@ -41,3 +41,12 @@ test: install
 
 bench: install
 	$(VENV)/bin/python bench/run_all.py --out $(OUT)/bench
+
+.PHONY: export serve
+# Stage 6: make export SIZE=7b FORMAT=fp8|w8a8|gguf (w8a8 calibrates on TEACHER/PROMPTS's clean traces)
+export: install
+	$(DISTILL) export --size $(SIZE) $(if $(FORMAT),--format $(FORMAT)) $(TRACES) --out $(OUT) $(ARGS)
+
+PORT ?= 8000
+serve: install
+	$(DISTILL) serve --size $(SIZE) $(if $(FORMAT),--format $(FORMAT)) --port $(PORT) --out $(OUT) $(ARGS)

@@ -5,6 +5,8 @@
     distill filter --teacher r1 --prompts numinamath
     distill student --size 7b --teacher r1 --prompts numinamath learning_rate=5e-5
     distill eval --size 7b
+    distill export --size 7b --format fp8
+    distill serve --size 7b --format fp8
     distill demo
 
 Trailing `key=value` arguments override the stage's YAML config. Each stage's code is imported
@@ -126,6 +128,29 @@ def _import(a: argparse.Namespace) -> None:
     run(source=a.source, out=a.out or "out", subset=a.subset, overrides=a.overrides)
 
 
+def _export(a: argparse.Namespace) -> None:
+    from distill.export.run import check_format, run
+    from distill.paths import export_dir
+
+    out = a.out or "out"
+    check_format(a.format)
+    data = None
+    if a.format == "w8a8":  # calibration traces, resolved as `make student` resolves its data
+        from distill.students.config import training_data
+
+        data = training_data(a.size, out=out, teacher=a.teacher, prompts=a.prompts, data=a.data, stage="export")
+    writable_dir(export_dir(out, a.size, a.format).parent, f"--out {out}")
+    run(size=a.size, fmt=a.format, student=Path(a.student) if a.student else student_dir(out, a.size) / "final",
+        out=Path(out), overrides=a.overrides, data=data)
+
+
+def _serve(a: argparse.Namespace) -> None:
+    from distill.export.serve import run
+
+    run(size=a.size, fmt=a.format, out=a.out or "out", host=a.host, port=a.port, student=a.student,
+        dry_run=a.dry_run)
+
+
 def _demo(a: argparse.Namespace) -> None:
     from distill.toy.demo import run
 
@@ -139,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "filter them, train a student, and compare student vs original vs teacher.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="stage", required=True, metavar="{traces,import,filter,student,eval,demo}")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="{traces,import,filter,student,eval,export,serve,demo}")
 
     def stage(name: str, help: str, fn) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
@@ -179,6 +204,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="tiny", help="the student size preset (names the original base)")
     p.add_argument("--student", default=None, help="student model dir (default: out/students/<size>/final)")
     p.add_argument("--teacher", default=None, help="also evaluate this teacher (or reuse its cached results)")
+
+    p = stage("export", "Stage 6: quantize or convert a student for serving into export/<size>-<format>/, "
+              "re-evaluated against the student (eval.json: pass@1 of both, retained).", _export)
+    p.add_argument("--size", default="tiny", help="the student size preset (students/<size>.yaml)")
+    p.add_argument("--format", required=True, help="fp8 (FP8 dynamic), w8a8 (INT8 weights and activations, "
+                   "calibrated on clean traces) or gguf (q8_0 + a 4-bit type + Ollama Modelfile)")
+    p.add_argument("--student", default=None, help="student model dir (default: out/students/<size>/final)")
+    p.add_argument("--teacher", default=None, help="w8a8: teacher whose clean traces calibrate (default: the preset's `traces`)")
+    p.add_argument("--prompts", default=None, help="w8a8: prompt set whose clean traces calibrate")
+    p.add_argument("--data", default=None, help="w8a8: calibrate on this clean JSONL instead")
+
+    p = stage("serve", "Serve a student or an export over the OpenAI API: vLLM (--reasoning-parser deepseek_r1) on "
+              "a GPU, transformers serve or llama-server (gguf) on CPU.", _serve)
+    p.add_argument("--size", default="tiny", help="the student size preset")
+    p.add_argument("--format", default=None, help="serve out/export/<size>-<format>/ instead of the student")
+    p.add_argument("--student", default=None, help="student model dir (default: out/students/<size>/final)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for other machines)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--dry-run", action="store_true", help="print the server command and URL, start nothing")
+
+    p = stage("rl", "Stage 5: GRPO on the SFT student with rewards from distill.verify into rl/<size>/.", _rl)
+    p.add_argument("--size", default="tiny", help="students/<size>.yaml (its `rl:` block is the recipe)")
+    p.add_argument("--prompts", default=None, help="prompt set with reference answers (datasets/<name>.yaml); "
+                   "default: the rl block's `prompts` (tiny: toy)")
+    p.add_argument("--student", default=None, help="SFT student model dir (default: out/students/<size>/final)")
+    p.add_argument("--teacher", default=None, help="the teacher whose traces distilled the student (recorded in the card)")
 
     stage("demo", "All four stages on CPU with the embedded tiny teacher and student.", _demo)
     return parser
