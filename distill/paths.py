@@ -15,26 +15,32 @@ from __future__ import annotations
 from pathlib import Path
 
 
+def menu_name(name: str | Path) -> str:
+    """`7b`, `students/7b.yaml` -> `7b`; `1.5b` stays `1.5b` (Path("1.5b").stem would be "1")."""
+    path = Path(name)
+    return path.stem if path.suffix in (".yaml", ".yml") else path.name
+
+
 def traces_dir(out: str | Path, teacher: str, prompts: str) -> Path:
     """out/traces/<teacher>/<prompts>/"""
-    return Path(out) / "traces" / Path(teacher).stem / Path(prompts).stem
+    return Path(out) / "traces" / menu_name(teacher) / menu_name(prompts)
 
 
 def student_dir(out: str | Path, size: str) -> Path:
     """out/students/<size>/"""
-    return Path(out) / "students" / Path(size).stem
+    return Path(out) / "students" / menu_name(size)
 
 
 def eval_dir(out: str | Path, size: str) -> Path:
     """out/eval/<size>/"""
-    return Path(out) / "eval" / Path(size).stem
+    return Path(out) / "eval" / menu_name(size)
 
 
 def rl_dir(out: str | Path, size: str) -> Path:
     """out/rl/<size>/"""
-    return Path(out) / "rl" / Path(size).stem
+    return Path(out) / "rl" / menu_name(size)
 
 
 def export_dir(out: str | Path, size: str, fmt: str) -> Path:
     """out/export/<size>-<format>/"""
-    return Path(out) / "export" / f"{Path(size).stem}-{fmt}"
+    return Path(out) / "export" / f"{menu_name(size)}-{fmt}"

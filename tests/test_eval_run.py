@@ -267,6 +267,7 @@ def test_compare_report_with_tiny_models_on_hf_backend(setup, tiny_qwen2, tiny_l
     assert "| benchmark | k | original | student | teacher | gain | % of teacher | gap closed |" in md
     assert "| bench3 | 2 | 0.0 ± 0.0 | 0.0 ± 0.0 | 0.0 ± 0.0 |" in md
     assert (out / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert list((out / "runs").glob("events.out.tfevents.*"))  # the figures in the local tracker too
     assert json.loads((out / "report.json").read_text())["benchmarks"] == json.loads(json.dumps(report["benchmarks"]))
     printed = capsys.readouterr().out
     assert "original" in printed and "student" in printed and "teacher" in printed

@@ -91,6 +91,9 @@ class EvalConfig:
 
     score_timeout: float = 5.0
     """Seconds to check one answer; past it the sample is unjudged and counts as wrong (noted in the report)."""
+    report_to: Literal["tensorboard", "wandb", "none"] = "tensorboard"
+    """Where the report's figures are logged besides report.json/md/png: TensorBoard event files under
+    out/eval/<size>/runs/ (local, no account; as training logs), wandb, or none."""
     answer_fallback: Literal["distill", "last_number"] = "distill"
     """How a math answer with no \\boxed{} is read: 'distill' (an "answer is" line, else the last math
     span; distill.verify.math) or 'last_number' (the last number of the text, as the Qwen2.5-Math

@@ -32,7 +32,9 @@ from typing import Any
 from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
 from distill.eval.config import EvalConfig, load_eval_config
 from distill.eval.report import build_report, markdown, plot, table
+from distill.eval.tracker import log_report
 from distill.eval.results import ResultStore, evaluate, run_key
+from distill.paths import menu_name
 from distill.prompts import ColumnError, Prompt, load_prompts
 from distill.teachers.base import SamplingParams, Teacher
 from distill.trace import atomic_write_text
@@ -85,7 +87,7 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
                               "student, e.g. out/students/<size>/final")
         columns.append(model_column("student", str(student), out_dir / "student", cfg))
     elif "student" in cfg.roles:
-        raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={Path(size).stem}`, "
+        raise ConfigError(f"no student model at {student}: train it first with `make student SIZE={menu_name(size)}`, "
                           "or point --student at a model directory")
     if rl is not None and (Path(rl) / "config.json").exists():  # the RL student of `make rl`, when there is one
         columns.append(model_column("rl", str(rl), out_dir / "rl", cfg))
@@ -131,8 +133,8 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
 
     # ---- Report
     report = build_report(tables, {c.role: c.info for c in columns}, cfg.report_k, extra={
-        "title": f"size {Path(size).stem}: " + ", ".join(f"{c.role} {c.label}" for c in columns),
-        "size": Path(size).stem,
+        "title": f"size {menu_name(size)}: " + ", ".join(f"{c.role} {c.label}" for c in columns),
+        "size": menu_name(size),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "protocol": {"temperature": params.temperature, "top_p": params.top_p, "max_tokens": params.max_tokens,
                      "greedy": cfg.greedy, "k": {b: cfg.samples_for(b) for b in benchmarks}, "limit": cfg.limit,
@@ -144,6 +146,7 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
     atomic_write_text(out_dir / "report.json", json.dumps(report, indent=2, ensure_ascii=False, default=str))
     atomic_write_text(out_dir / "report.md", markdown(report))
     plot(report, out_dir / "report.png")
+    log_report(report, out_dir, cfg.report_to)  # TensorBoard scalars under out/eval/<size>/runs/ by default
     print(table(report))
     for note in notes:
         print(f"note: {note}")
