@@ -55,7 +55,7 @@ class FaultServer:
         self.max_in_flight = 0
         self.faults_sent: dict[str, int] = {}
         self.user_agents: dict[str, int] = {}
-        """Requests per client (the User-Agent up to its first '/'): tells the SDK from plain aiohttp."""
+        """Requests per client (the User-Agent up to its first "/"): the openai SDK says AsyncOpenAI."""
         self.ports: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
@@ -20,7 +19,7 @@ from teacher_fixtures import write_prompt_set
 
 from distill.config import ConfigError, load_config
 from distill.teachers import Completion, SamplingParams, TeacherConfig, load_teacher, load_teacher_config
-from distill.teachers.hf_backend import render_chat
+from distill.teachers.render import render_chat
 from distill.teachers.sample import run
 from distill.teachers.vllm_backend import completion_from_vllm, vllm_engine_kwargs, vllm_sampling_kwargs
 from distill.trace import read_traces
@@ -81,10 +80,19 @@ def test_config_errors_say_what_to_do():
         load_teacher_config("r1", ["top_p=0"])
     with pytest.raises(ConfigError, match="No teachers entry 'qwk'.*Did you mean 'qwq'"):
         load_teacher_config("qwk")
-    with pytest.raises(ConfigError, match="key 'transport': 'httpx' is not one of.*Did you mean 'aiohttp'"):
-        load_teacher_config("local-server", ["transport=httpx"])
-    with pytest.raises(ConfigError, match="`transport` is 'openai' .* or 'aiohttp', got 'httpx'"):
-        TeacherConfig(model="m", base_url=["http://x/v1"], transport="httpx")
+
+
+def test_removed_request_keys_say_they_were_removed_and_why(tmp_path):
+    """`transport` and `client_processes` served >1,000 requests/s of short completions; an old YAML
+    or command line naming them gets told, not a bare 'unknown key'."""
+    old = tmp_path / "old.yaml"
+    old.write_text("backend: openai\nmodel: m\nbase_url: [http://x/v1]\ntransport: aiohttp\n")
+    with pytest.raises(ConfigError, match=r"old.yaml: `transport` .* was removed.*minutes per request.*Delete the key"):
+        load_teacher_config(old)
+    with pytest.raises(ConfigError, match=r"`client_processes` .* was removed.*bench/sample_bench.py"):
+        load_teacher_config("local-server", ["client_processes=2"])
+    with pytest.raises(ConfigError, match=r"`transport` .* was removed"):
+        run("local-server", write_prompt_set(tmp_path, ["Q."]), tmp_path / "out", overrides=["transport=aiohttp"])
 
 
 def test_missing_key_names_the_variable(monkeypatch):
@@ -216,6 +224,11 @@ class FlakyEngine:
     returns one completion too few for another."""
 
     name = "flaky"
+    batching = "batches"
+
+    @staticmethod
+    def sequences_per_call(cfg):
+        return cfg.batch_size
 
     def __init__(self):
         self.calls = []
@@ -345,9 +358,7 @@ def test_openai_backend_against_transformers_serve(transformers_server, tiny_qwe
     for t in traces:
         assert t.finish_reason in ("stop", "length") and 0 < t.completion_tokens <= 8 and t.prompt_tokens > 0
         assert (t.reasoning + t.answer).strip() and t.teacher["model"] == str(tiny_qwen2)
-    # The eval path: the same backend through generate(), with each transport.
-    for transport in ("openai", "aiohttp"):
-        cfg = dataclasses.replace(load_teacher_config(teacher), transport=transport)
-        out = load_teacher(cfg).generate(CHATS[:2], SamplingParams(n=1, max_tokens=4))
-        assert [len(cs) for cs in out] == [1, 1] and all(cs[0].finish_reason in ("stop", "length") for cs in out)
-        assert all(cs[0].completion_tokens and cs[0].raw.get("id") for cs in out), transport
+    # The eval path: the same backend through generate().
+    out = load_teacher(teacher).generate(CHATS[:2], SamplingParams(n=1, max_tokens=4))
+    assert [len(cs) for cs in out] == [1, 1] and all(cs[0].finish_reason in ("stop", "length") for cs in out)
+    assert all(cs[0].completion_tokens and cs[0].raw.get("id") for cs in out)

@@ -21,11 +21,7 @@ def ids_of(path):
     return [r["id"] for r in read_lines(path)]
 
 
-@pytest.mark.parametrize("processes, transport", [(1, "openai"), (2, "openai"), (1, "aiohttp"), (2, "aiohttp")])
-def test_every_fault_ends_as_a_trace_or_a_failure(tmp_path, processes, transport):
-    """processes=2: the requests go through client processes (distill.teachers.openai_pool), and
-    every fault still comes back classified, retried by this process and accounted once.
-    transport=aiohttp: plain aiohttp POSTs instead of the openai SDK classify every fault alike."""
+def test_every_fault_ends_as_a_trace_or_a_failure(tmp_path):
     problems = {
         "ok": "Plain question.",
         "429": "Rate limited once. [fault:429*1]",
@@ -48,13 +44,12 @@ def test_every_fault_ends_as_a_trace_or_a_failure(tmp_path, processes, transport
     names = list(problems)
     prompt_set = write_prompt_set(tmp_path, list(problems.values()))
     with FaultServer(hang=3.0) as server:
-        teacher = write_teacher(tmp_path, server.urls, timeout=0.5, max_retries=3, client_processes=processes,
-                                transport=transport)
+        teacher = write_teacher(tmp_path, server.urls, timeout=0.5, max_retries=3)
         # With a seed, sample k is sent with seed + k: each sample has its own attempt count there.
         summary = run(teacher, prompt_set, tmp_path / "out", overrides=["n=2", "seed=1"])
         attempts = dict(server.attempts)
-        # Every request went through the client asked for: the SDK says AsyncOpenAI, aiohttp Python.
-        assert list(server.user_agents) == [{"openai": "AsyncOpenAI", "aiohttp": "Python"}[transport]]
+        # Every request went through the openai SDK (its User-Agent), whose own retries are off.
+        assert list(server.user_agents) == ["AsyncOpenAI"]
 
     traces = {(t.prompt_id, t.sample_index): t for t in read_traces(tmp_path / "out" / "raw.jsonl")}
     failures = {(f["prompt_id"], f["sample_index"]): f for f in read_lines(tmp_path / "out" / "failures.jsonl")}
@@ -126,11 +121,10 @@ def test_failures_are_retried_by_the_next_run(tmp_path):
     assert sorted(t.prompt_id for t in read_traces(tmp_path / "out" / "raw.jsonl")) == ["set/q0", "set/q1"]
 
 
-@pytest.mark.parametrize("transport", ["openai", "aiohttp"])
-def test_a_refused_key_stops_the_run_at_once(tmp_path, transport):
+def test_a_refused_key_stops_the_run_at_once(tmp_path):
     prompt_set = write_prompt_set(tmp_path, [f"Q{i} [fault:401]" for i in range(200)])
     with FaultServer() as server:
-        teacher = write_teacher(tmp_path, server.urls, concurrency=4, transport=transport)
+        teacher = write_teacher(tmp_path, server.urls, concurrency=4)
         with pytest.raises(SamplingStopped, match="HTTP 401.*rerun the same command"):
             run(teacher, prompt_set, tmp_path / "out")
     assert server.requests <= 4 + 1  # the requests already in flight, not 200
@@ -145,15 +139,14 @@ def test_a_dead_server_stops_the_run_instead_of_filling_failures(tmp_path):
     assert 10 <= len(read_lines(tmp_path / "out" / "failures.jsonl")) <= 12
 
 
-@pytest.mark.parametrize("transport", ["openai", "aiohttp"])
-def test_the_api_key_never_reaches_an_output(tmp_path, monkeypatch, capsys, caplog, transport):
+def test_the_api_key_never_reaches_an_output(tmp_path, monkeypatch, capsys, caplog):
     key = "sk-planted-7f3a9c2e51d04b8f"
     monkeypatch.setenv("PLANTED_KEY", key)
     # echokey: a leaky server repeats the Authorization header in its error body.
     prompt_set = write_prompt_set(tmp_path, ["Fine.", "Leaky proxy. [fault:echokey]", "Once leaky. [fault:echokey*1]"])
     caplog.set_level(logging.DEBUG)
     with FaultServer() as server:
-        teacher = write_teacher(tmp_path, server.urls, api_key_env="PLANTED_KEY", max_retries=2, transport=transport)
+        teacher = write_teacher(tmp_path, server.urls, api_key_env="PLANTED_KEY", max_retries=2)
         summary = run(teacher, prompt_set, tmp_path / "out", overrides=["n=2"])
     assert summary["failed"] == 2 and summary["written"] == 4
     out_files = sorted(p for p in (tmp_path / "out").iterdir() if p.is_file())

@@ -16,8 +16,8 @@ from pathlib import Path
 from distill.teachers.base import Completion, SamplingParams, Teacher, TeacherError
 from distill.teachers.config import TeacherConfig, load_teacher_config
 
-__all__ = ["Completion", "SamplingParams", "Teacher", "TeacherConfig", "TeacherError", "load_teacher",
-           "load_teacher_config"]
+__all__ = ["Completion", "SamplingParams", "Teacher", "TeacherConfig", "TeacherError", "backend_class",
+           "load_teacher", "load_teacher_config"]
 
 
 def load_teacher(cfg: TeacherConfig | str | Path, overrides: list[str] | None = None) -> Teacher:
@@ -28,18 +28,19 @@ def load_teacher(cfg: TeacherConfig | str | Path, overrides: list[str] | None = 
     """
     if not isinstance(cfg, TeacherConfig) or overrides:
         cfg = load_teacher_config(cfg, overrides)
-    if cfg.backend == "openai" and cfg.client_processes > 1:
-        from distill.teachers.openai_pool import PooledOpenAITeacher
+    return backend_class(cfg.backend)(cfg)
 
-        return PooledOpenAITeacher(cfg)
-    if cfg.backend == "openai":
+
+def backend_class(backend: str) -> type:
+    """The class of a backend name; importing it loads nothing heavy (each imports torch/vllm/openai when built)."""
+    if backend == "openai":
         from distill.teachers.openai_backend import OpenAITeacher
 
-        return OpenAITeacher(cfg)
-    if cfg.backend == "hf":
+        return OpenAITeacher
+    if backend == "hf":
         from distill.teachers.hf_backend import HFTeacher
 
-        return HFTeacher(cfg)
+        return HFTeacher
     from distill.teachers.vllm_backend import VLLMTeacher
 
-    return VLLMTeacher(cfg)
+    return VLLMTeacher

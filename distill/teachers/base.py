@@ -1,24 +1,31 @@
 """What a teacher backend is: something that turns chat prompts into completions.
 
-Backends (`openai_backend`, `hf_backend`, `vllm_backend`) implement only `generate`. Resume,
-batching of the prompt stream, retries, ids and file writing live once, in `sample.py`; the
-eval stage drives the very same backends to score students, originals and teachers:
+Backends (`openai_backend`, `hf_backend`, `vllm_backend`) implement `generate`, and say how they
+want their work through `batching`:
+
+    "batches"   a local engine (hf, vllm): `generate` takes whole lists of prompts, about
+                `sequences_per_call(cfg)` sequences per call
+    "requests"  a server (openai): one request per completion, many in flight; the backend also
+                implements `acomplete` (one completion, failures raised as a classified
+                `TeacherError`) and `aclose`, and `distill.teachers.loop` owns the concurrency,
+                the retries and what a failure means, for sampling and eval alike
+
+Resume, ids and file writing live once, in `sample.py`; the eval stage drives the very same
+backends through `generate` to score students, originals and teachers:
 
     from distill.teachers import TeacherConfig, load_teacher
     teacher = load_teacher(TeacherConfig(name="mine", backend="hf", model="/path/to/model"))
     completions = teacher.generate([[{"role": "user", "content": "1+1?"}]], SamplingParams(n=4))
 
-A backend that talks to a server also implements `AsyncTeacher.acomplete` (one completion per
-call, errors raised as `TeacherError`), so `sample.py` can keep many requests in flight and own
-the retries. A request that still fails after the retries comes back from `generate` as a
-Completion with `finish_reason="error"` and the reason in `raw["error"]`, so one bad prompt
-does not end an evaluation.
+A request that still fails after the retries comes back from `generate` as a Completion with
+`finish_reason="error"` and the reason in `raw["error"]`, so one bad prompt does not end an
+evaluation.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 
 @dataclass(frozen=True)
@@ -52,14 +59,25 @@ class Completion:
 
 class Teacher(Protocol):
     name: str
+    batching: ClassVar[Literal["batches", "requests"]]
+    """How this backend takes its work (see the module docstring)."""
 
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt, in prompt order."""
         ...
 
 
-class AsyncTeacher(Teacher, Protocol):
-    """A teacher behind a server: one request per completion, many in flight."""
+class BatchTeacher(Teacher, Protocol):
+    """A local engine: whole lists of prompts per `generate` call (`batching = "batches"`)."""
+
+    @staticmethod
+    def sequences_per_call(cfg: Any) -> int:
+        """Sequences (prompts x samples) to hand one `generate` call; a kill loses at most one call's worth."""
+        ...
+
+
+class RequestTeacher(Teacher, Protocol):
+    """A teacher behind a server: one request per completion, many in flight (`batching = "requests"`)."""
 
     async def acomplete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
         """One completion (`params.n` is ignored); raises `TeacherError` when the request fails."""

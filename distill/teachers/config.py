@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.config import ConfigError, load_config, menu_path
+from distill.config import ConfigError, load_config, load_yaml, menu_path
 from distill.teachers.base import SamplingParams
 
 SAMPLING_KEYS = tuple(f.name for f in dataclasses.fields(SamplingParams))
@@ -51,15 +52,6 @@ class TeacherConfig:
     """NAME of the environment variable holding the key (never the key itself); None: no auth."""
     concurrency: int = 64
     """Requests in flight at once, over all endpoints."""
-    client_processes: int = 1
-    """Processes sending the requests (distill.teachers.openai_pool). One handles ~1,000 requests/s
-    (the openai SDK costs ~1 ms of CPU per request); raise it for a fast self-hosted server with
-    short completions. The DeepSeek API at 64 in flight needs one."""
-    transport: Literal["openai", "aiohttp"] = "openai"
-    """How requests are sent. openai: through the openai SDK (the default; what the DeepSeek and
-    OpenAI APIs are tested with). aiohttp: plain aiohttp POSTs to <base_url>/chat/completions with
-    the same body, errors and retries, at ~0.2 ms of CPU per request instead of ~1 ms: for a fast
-    self-hosted server with short completions, where one SDK process caps near 1,000 requests/s."""
     timeout: float = 1800.0
     """Seconds per request. R1 at 32k tokens can think for 15 minutes without streaming."""
     max_retries: int = 8
@@ -100,9 +92,7 @@ class TeacherConfig:
         if self.backend == "openai" and not self.base_url:
             raise ConfigError(f"{where}: backend 'openai' needs `base_url` (e.g. https://api.deepseek.com or "
                               "http://localhost:8000/v1)")
-        if self.transport not in ("openai", "aiohttp"):
-            raise ConfigError(f"{where}: `transport` is 'openai' (the openai SDK) or 'aiohttp', got {self.transport!r}")
-        for key in ("concurrency", "client_processes", "batch_size", "tensor_parallel_size", "data_parallel_size",
+        for key in ("concurrency", "batch_size", "tensor_parallel_size", "data_parallel_size",
                     "max_consecutive_failures"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"{where}: `{key}` must be at least 1, got {getattr(self, key)}")
@@ -124,10 +114,10 @@ class TeacherConfig:
     def label(self) -> str:
         return self.name or Path(self.model.rstrip("/")).name or self.model
 
-    def api_key(self) -> str:
-        """The key from the environment, or a clear error naming the variable; 'EMPTY' when no auth."""
+    def api_key(self) -> str | None:
+        """The key from the environment, or a clear error naming the variable; None when the server takes no key."""
         if not self.api_key_env:
-            return "EMPTY"  # vLLM / SGLang without --api-key accept any value
+            return None
         key = os.environ.get(self.api_key_env, "").strip()
         if not key:
             raise ConfigError(
@@ -172,11 +162,28 @@ def route_overrides(overrides: list[str] | None) -> list[str]:
     return out
 
 
+REMOVED_KEYS = {
+    "transport": "`transport` (the hand-written aiohttp client) was removed: requests go through the openai SDK only",
+    "client_processes": "`client_processes` (requests sent from child processes) was removed: one process sends them",
+}
+REMOVED_WHY = ("R1-class teachers answer in minutes per request, so even 512 in flight is a few requests per second, "
+               "and one process with the openai SDK keeps 256 in flight at a few seconds per request at the ideal "
+               "rate (bench/sample_bench.py). Delete the key.")
+
+
+def refuse_removed_keys(where: str, keys: list[str]) -> None:
+    """A clear error for keys an older teacher YAML or command line may still name."""
+    for key in keys:
+        if key in REMOVED_KEYS:
+            raise ConfigError(f"{where}: {REMOVED_KEYS[key]}. {REMOVED_WHY}")
+
+
 def load_teacher_config(name_or_path: str | Path | TeacherConfig, overrides: list[str] | None = None) -> TeacherConfig:
     """teachers/<name>.yaml (or a YAML path, or a config) plus `key=value` overrides.
 
     Sampling keys may be given bare (`temperature=0.7`, `n=4`, `max_tokens=8192`).
     """
+    refuse_removed_keys("override", [item.split("=", 1)[0].strip() for item in overrides or []])
     if isinstance(name_or_path, TeacherConfig):
         if not overrides:
             return name_or_path
@@ -184,5 +191,25 @@ def load_teacher_config(name_or_path: str | Path | TeacherConfig, overrides: lis
 
         return load_config(TeacherConfig, to_dict(name_or_path), route_overrides(overrides))
     path = menu_path("teachers", name_or_path)
+    refuse_removed_keys(str(path), list(load_yaml(path)))
     cfg = load_config(TeacherConfig, path, route_overrides(overrides))
     return cfg if cfg.name else dataclasses.replace(cfg, name=path.stem)
+
+
+class Redactor(logging.Filter):
+    """Hides the API key: `redact(text)` on a string, and as a logging filter on every record a handler
+    writes (a library may log a request with its headers). A None key hides nothing."""
+
+    def __init__(self, secret: str | None):
+        super().__init__()
+        self.secret = secret
+
+    def __call__(self, text: str) -> str:
+        return text.replace(self.secret, "***") if self.secret else text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secret:
+            message = record.getMessage()
+            if self.secret in message:
+                record.msg, record.args = message.replace(self.secret, "***"), None
+        return True

@@ -9,79 +9,30 @@ The embedded demo and the tests use it; on GPUs, `backend: vllm` is many times f
 from __future__ import annotations
 
 import copy
-
 import logging
 from typing import Any
 
-from distill.teachers.base import Completion, SamplingParams
 from distill.models import resolve_model
+from distill.teachers.base import Completion, SamplingParams
 from distill.teachers.config import TeacherConfig
+from distill.teachers.render import R1_ZERO_PREAMBLE, render_chat, template_note
 from distill.trace import split_reasoning
+
+__all__ = ["R1_ZERO_PREAMBLE", "HFTeacher", "render_chat"]  # the renderer's names, re-exported where tests find them
 
 log = logging.getLogger(__name__)
 
 
-# A base model without a chat template (Llama-3.1-8B, Qwen2.5-Math-7B as published) is prompted
-# the way DeepSeek prompted its base for R1-Zero (R1 paper, table 1): plain text, zero-shot, thinking
-# in <think> tags. The instruction of the benchmark (e.g. "put your final answer within \boxed{}")
-# stays in the user turn, so the answer is scored as every other column's.
-R1_ZERO_PREAMBLE = (
-    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
-    "The assistant first thinks about the reasoning process in the mind and then provides the user with the "
-    "answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> tags, "
-    "respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>."
-)
-R1_ZERO_STOP = ("</answer>", "\nUser:")
-"""A base model writes on past its answer (a new `User:` turn); these end the sample instead of max_tokens."""
-R1_ZERO_NOTE = ("has no chat template: prompted as DeepSeek prompted its base for R1-Zero (R1 paper, table 1; "
-                "plain text, zero-shot, stop at </answer> or a new User: turn)")
-
-
-def has_chat_template(tokenizer: Any) -> bool:
-    """False for a transformers tokenizer whose chat_template is unset; an object without the attribute renders itself."""
-    return bool(getattr(tokenizer, "chat_template", "apply_chat_template"))
-
-
-def render_plain(tokenizer: Any, messages: list[dict[str, str]], prefill: str = "") -> str:
-    """DeepSeek-R1-Zero's plain-text prompt for a template-less base, with its BOS token when it has one."""
-    parts = [m["content"] for m in messages if m.get("role") == "system"] + [R1_ZERO_PREAMBLE]
-    for m in messages:
-        if m.get("role") != "system":
-            parts.append(f"{'Assistant' if m.get('role') == 'assistant' else 'User'}: {m['content']}")
-    text = (tokenizer.bos_token or "") + "\n".join(parts) + "\nAssistant:"
-    return text + (f" {prefill}" if prefill else "")
-
-
-def render_chat(tokenizer: Any, messages: list[dict[str, str]], system_prompt: str | None = None,
-                prefill: str = "") -> str:
-    """The prompt text a chat model sees, with the generation prompt and the prefill.
-
-    The prefill (e.g. '<think>\\n') is added only when the template did not already end with
-    it: R1-Distill and QwQ templates open the thinking themselves. A tokenizer without a chat
-    template (a base model) gets DeepSeek-R1-Zero's plain-text prompt (`render_plain`).
-    """
-    msgs = list(messages)
-    if system_prompt and not (msgs and msgs[0].get("role") == "system"):
-        msgs.insert(0, {"role": "system", "content": system_prompt})
-    if not has_chat_template(tokenizer):
-        return render_plain(tokenizer, msgs, prefill)
-    text = tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    if prefill and not text.endswith(prefill) and not text.endswith(prefill.rstrip()):
-        text += prefill
-    return text
-
-
-def template_note(tokenizer: Any, label: str) -> tuple[str | None, tuple[str, ...]]:
-    """(a note for reports, extra stop strings): both empty for a model with a chat template."""
-    if has_chat_template(tokenizer):
-        return None, ()
-    note = f"{label} {R1_ZERO_NOTE}"
-    log.warning("%s", note)
-    return note, R1_ZERO_STOP
-
-
 class HFTeacher:
     """`AutoModelForCausalLM.generate` over batches of `cfg.batch_size` sequences."""
+
+    batching = "batches"
+
+    @staticmethod
+    def sequences_per_call(cfg: TeacherConfig) -> int:
+        """Four batches' worth: `generate` sorts them by prompt length into batches of `cfg.batch_size`.
+        A kill loses at most one call, which on CPU is seconds of work."""
+        return 4 * cfg.batch_size
 
     def __init__(self, cfg: TeacherConfig):
         import torch

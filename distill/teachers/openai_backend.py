@@ -15,14 +15,14 @@ requests in flight.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any
 
+from distill.teachers import loop
 from distill.teachers.base import Completion, SamplingParams, TeacherError
-from distill.teachers.config import TeacherConfig
-from distill.teachers.retry import RetryPolicy, call_with_retries, parse_retry_after
+from distill.teachers.config import Redactor, TeacherConfig
+from distill.teachers.render import chat_request
 from distill.trace import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -31,11 +31,14 @@ log = logging.getLogger(__name__)
 class OpenAITeacher:
     """OpenAI-compatible chat completions over `openai.AsyncOpenAI`, one request per sample."""
 
+    batching = "requests"
+
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
         self.name = cfg.label
         self._key = cfg.api_key()  # fails now, naming the variable, rather than at the first request
-        self.policy = RetryPolicy(cfg.max_retries, cfg.backoff, cfg.max_backoff)
+        self.redact = Redactor(self._key)
+        self.policy = loop.RetryPolicy(cfg.max_retries, cfg.backoff, cfg.max_backoff)
         self._clients: list[Any] = []
         self._in_flight: list[int] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -45,44 +48,34 @@ class OpenAITeacher:
 
     def _client(self) -> int:
         """Index of the endpoint to use: fewest requests in flight, ties taken in turn."""
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:
+        running = asyncio.get_running_loop()
+        if self._loop is not running:
             # httpx clients belong to the event loop that made them; each asyncio.run gets new ones.
-            self._open(loop)
+            self._open(running)
         n = len(self._clients)
         start = self._next
         self._next = (self._next + 1) % n
         return min(((start + i) % n for i in range(n)), key=lambda i: self._in_flight[i])
 
-    def _open(self, loop: asyncio.AbstractEventLoop) -> None:
-        if self.cfg.transport == "aiohttp":
-            import aiohttp
+    def _open(self, running: asyncio.AbstractEventLoop) -> None:
+        import openai
 
-            # One session per endpoint, its pool as large as the concurrency (aiohttp's default is 100).
-            self._clients = [
-                aiohttp.ClientSession(
-                    connector=aiohttp.TCPConnector(limit=self.cfg.concurrency + 8),
-                    headers={"Authorization": f"Bearer {self._key}"} if self._key != "EMPTY" else None,
-                    timeout=aiohttp.ClientTimeout(total=self.cfg.timeout))
-                for _ in self.cfg.base_url
-            ]
-        else:
-            import openai
-
-            # The client keeps 100 idle connections by default; above that each request would reconnect.
-            # Limits is httpx's (or its fork's, by openai version): take the class from openai itself.
-            limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
-                max_connections=self.cfg.concurrency + 8, max_keepalive_connections=self.cfg.concurrency + 8)
-            self._clients = [
-                openai.AsyncOpenAI(
-                    base_url=url, api_key=self._key, timeout=self.cfg.timeout,
-                    max_retries=0,  # our retries (distill.teachers.retry) are the only ones, and are counted
-                    http_client=_http_client(limits, self.cfg.timeout),
-                )
-                for url in self.cfg.base_url
-            ]
+        # The client keeps 100 idle connections by default; above that each request would reconnect.
+        # Limits is httpx's (or its fork's, by openai version): take the class from openai itself.
+        limits = type(openai.DEFAULT_CONNECTION_LIMITS)(
+            max_connections=self.cfg.concurrency + 8, max_keepalive_connections=self.cfg.concurrency + 8)
+        self._clients = [
+            openai.AsyncOpenAI(
+                # Without a key the SDK would read OPENAI_API_KEY from the environment and send it to
+                # this server, so it gets a placeholder that servers without --api-key ignore.
+                base_url=url, api_key=self._key if self._key is not None else "no-key", timeout=self.cfg.timeout,
+                max_retries=0,  # our retries (distill.teachers.loop) are the only ones, and are counted
+                http_client=_http_client(limits, self.cfg.timeout),
+            )
+            for url in self.cfg.base_url
+        ]
         self._in_flight = [0] * len(self._clients)
-        self._loop = loop
+        self._loop = running
 
     async def aclose(self) -> None:
         clients, self._clients, self._loop = self._clients, [], None
@@ -94,23 +87,14 @@ class OpenAITeacher:
     def request_body(self, messages: list[dict[str, str]], params: SamplingParams) -> dict[str, Any]:
         """The JSON body of one chat completion request (n=1: one sample, one trace id)."""
         cfg = self.cfg
-        msgs = list(messages)
-        if cfg.system_prompt and not (msgs and msgs[0].get("role") == "system"):
-            msgs.insert(0, {"role": "system", "content": cfg.system_prompt})
-        extra = dict(cfg.extra_body)
-        if cfg.prefill:
-            # vLLM and SGLang continue a final assistant message when asked; the completion then
-            # holds only what follows the prefill (e.g. thinking without its opening <think>).
-            msgs.append({"role": "assistant", "content": cfg.prefill})
-            extra.setdefault("continue_final_message", True)
-            extra.setdefault("add_generation_prompt", False)
+        msgs, prefill_flags = chat_request(messages, cfg.system_prompt, cfg.prefill)
         body: dict[str, Any] = {"model": cfg.model, "messages": msgs, "max_tokens": params.max_tokens,
                                 "temperature": params.temperature, "top_p": params.top_p}
         if params.seed is not None:
             body["seed"] = params.seed
         if params.stop:
             body["stop"] = list(params.stop)
-        body.update(extra)
+        body.update({**prefill_flags, **cfg.extra_body})  # the config's extra_body wins
         return body
 
     async def acomplete(self, messages: list[dict[str, str]], params: SamplingParams) -> Completion:
@@ -118,8 +102,7 @@ class OpenAITeacher:
         i = self._client()
         self._in_flight[i] += 1
         try:
-            post = self._post_aiohttp if self.cfg.transport == "aiohttp" else self._post_openai
-            data = await post(i, messages, params)
+            data = await self._post(i, messages, params)
         finally:
             if i < len(self._in_flight):
                 self._in_flight[i] -= 1
@@ -128,15 +111,8 @@ class OpenAITeacher:
     def _timeout(self) -> TeacherError:
         return TeacherError(f"no answer within {self.cfg.timeout:g} s (timeout)", kind="timeout", retryable=True)
 
-    def _connection_error(self, e: BaseException) -> TeacherError:
-        return TeacherError(self._redact(f"connection failed ({_root_cause(e)})"), kind="connection", retryable=True)
-
-    def _malformed(self, e: BaseException) -> TeacherError:
-        return TeacherError(self._redact(f"malformed response body ({type(e).__name__}: {e})"),
-                            kind="bad_response", retryable=True)
-
-    async def _post_openai(self, i: int, messages: list[dict[str, str]], params: SamplingParams) -> Any:
-        """The openai transport: one `client.post`, its failures classified."""
+    async def _post(self, i: int, messages: list[dict[str, str]], params: SamplingParams) -> Any:
+        """One `client.post`, its failures classified."""
         import openai
 
         start = time.monotonic()
@@ -155,19 +131,21 @@ class OpenAITeacher:
         except asyncio.TimeoutError:
             raise self._timeout() from None
         except openai.APIConnectionError as e:  # APITimeoutError included
-            # The aiohttp transport reports a dropped connection as a timeout: tell them apart by the clock.
+            # aiohttp under the SDK reports a dropped connection as a timeout: tell them apart by the clock.
             if isinstance(e, openai.APITimeoutError) and time.monotonic() - start >= 0.9 * self.cfg.timeout:
                 raise self._timeout() from None
-            raise self._connection_error(e) from None
+            raise TeacherError(self.redact(f"connection failed ({_root_cause(e)})"), kind="connection",
+                               retryable=True) from None
         except openai.APIResponseValidationError as e:
-            raise TeacherError(self._redact(f"response is not a chat completion ({e})"), kind="bad_response",
+            raise TeacherError(self.redact(f"response is not a chat completion ({e})"), kind="bad_response",
                                retryable=True) from None
         except (ValueError, TypeError) as e:  # a 200 whose body is not JSON (JSONDecodeError is a ValueError)
-            raise self._malformed(e) from None
+            raise TeacherError(self.redact(f"malformed response body ({type(e).__name__}: {e})"),
+                               kind="bad_response", retryable=True) from None
 
     def _completion(self, data: Any) -> Completion:
         if not isinstance(data, dict):  # a 200 with a non-JSON content type comes back as text
-            raise TeacherError(self._redact(f"response is not a JSON object: {str(data)[:200]!r}"),
+            raise TeacherError(self.redact(f"response is not a JSON object: {str(data)[:200]!r}"),
                                kind="bad_response", retryable=True)
         choices = data.get("choices")
         if not choices or not isinstance(choices, list) or not isinstance(choices[0], dict):
@@ -196,49 +174,13 @@ class OpenAITeacher:
             reasoning_tokens=_int(details.get("reasoning_tokens")), raw=raw,
         )
 
-    async def _post_aiohttp(self, i: int, messages: list[dict[str, str]], params: SamplingParams) -> Any:
-        """The aiohttp transport: one POST, its failures classified as the openai path's are.
-
-        Hand-written rather than the openai SDK for speed only: the SDK builds, sends and parses
-        each request in Python at ~1 ms of CPU (its cheapest path, `client.post` with a dict), a
-        plain aiohttp POST at ~0.2 ms (measured against tests/fault_server.py on 2 cores). At
-        1,280 requests/s (256 in flight, 200 ms each) that is the difference between a client that
-        needs both cores and one that needs a fifth of one.
-        """
-        import aiohttp
-
-        url = self.cfg.base_url[i].rstrip("/") + "/chat/completions"
-        try:
-            # No wait_for (a task per request): the session's ClientTimeout(total=) bounds the whole request.
-            async with self._clients[i].post(url, json=self.request_body(messages, params)) as resp:
-                body = await resp.read()
-                status, headers = resp.status, resp.headers
-        except asyncio.TimeoutError:
-            raise self._timeout() from None
-        except aiohttp.ClientError as e:  # refused, reset, dropped mid-answer, bad HTTP
-            raise self._connection_error(e) from None
-        text = body.decode("utf-8", errors="replace")
-        try:
-            data = json.loads(text) if text.strip() else None
-        except ValueError as e:
-            if status < 400:  # an error status is reported as such, whatever its body
-                raise self._malformed(e) from None
-            data = None
-        if status >= 400:
-            detail = data.get("error", data) if isinstance(data, dict) else None
-            detail = detail.get("message") if isinstance(detail, dict) else detail
-            raise self._status_error(status, headers, str(detail or text or "(no body)")[:500])
-        if data is None:  # DeepSeek under load: a 200 with nothing in it
-            raise TeacherError("empty response body", kind="empty", retryable=True)
-        return data
-
     def _status_error(self, status: int, headers: Any, detail: str) -> TeacherError:
-        message = self._redact(f"HTTP {status}: {detail}")
+        message = self.redact(f"HTTP {status}: {detail}")
         if status == 429:
-            return TeacherError(message, kind="429", retryable=True, retry_after=parse_retry_after(headers))
+            return TeacherError(message, kind="429", retryable=True, retry_after=loop.parse_retry_after(headers))
         if status >= 500 or status in (408, 409, 425):
             return TeacherError(message, kind="5xx" if status >= 500 else str(status), retryable=True,
-                                retry_after=parse_retry_after(headers))
+                                retry_after=loop.parse_retry_after(headers))
         if status in (401, 403):
             key = f"the key in {self.cfg.api_key_env}" if self.cfg.api_key_env else "no API key (api_key_env is null)"
             return TeacherError(f"{message}. The server refused {key}; check it is valid for "
@@ -249,40 +191,12 @@ class OpenAITeacher:
                                 kind="404", fatal=True)
         return TeacherError(message, kind=str(status))  # 400, 413, 422: this prompt, not the server
 
-    def _redact(self, text: str) -> str:
-        return text.replace(self._key, "***") if self._key and self._key != "EMPTY" else text
-
     # ------------------------------------------------------------------ Teacher protocol
 
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
-        """`params.n` completions per prompt, `cfg.concurrency` requests in flight, with retries.
-
-        With a seed, sample k gets seed + k so the n samples differ. A sample that still fails
-        after the retries is a Completion with finish_reason 'error' and raw['error'].
-        """
-        return asyncio.run(self._generate(prompts, params))
-
-    async def _generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
-        gate = asyncio.Semaphore(self.cfg.concurrency)
-
-        async def one(messages: list[dict[str, str]], k: int) -> Completion:
-            sample = SamplingParams(**{**params.__dict__, "n": 1,
-                                       "seed": None if params.seed is None else params.seed + k})
-            async with gate:
-                try:
-                    completion, _ = await call_with_retries(lambda: self.acomplete(messages, sample), self.policy)
-                    return completion
-                except TeacherError as e:
-                    if e.fatal:
-                        raise
-                    return Completion(reasoning="", answer="", finish_reason="error",
-                                      raw={"error": str(e), "kind": e.kind})
-
-        try:
-            flat = await asyncio.gather(*(one(m, k) for m in prompts for k in range(params.n)))
-        finally:
-            await self.aclose()
-        return [flat[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+        """`params.n` completions per prompt through the request loop (`distill.teachers.loop.generate`):
+        `cfg.concurrency` in flight, retried, a sample that still fails a Completion with finish_reason 'error'."""
+        return loop.generate(self, prompts, params, self.cfg.concurrency, self.policy)
 
 
 def _http_client(limits: Any, timeout: float) -> Any:

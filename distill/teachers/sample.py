@@ -32,7 +32,6 @@ import asyncio
 import dataclasses
 import difflib
 import fcntl
-import functools
 import hashlib
 import json
 import logging
@@ -42,15 +41,15 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
 from distill.config import ConfigError, load_config, to_dict
 from distill.prompts import ColumnError, Prompt, PromptSetConfig, load_prompt_config, load_prompts, parse_shard
-from distill.teachers.base import Completion, SamplingParams, Teacher, TeacherError
-from distill.teachers.config import SAMPLING_KEYS, TeacherConfig, load_teacher_config
-from distill.teachers.retry import RetryPolicy, call_with_retries
+from distill.teachers import loop
+from distill.teachers.base import BatchTeacher, Completion, RequestTeacher, SamplingParams, TeacherError
+from distill.teachers.config import REMOVED_KEYS, SAMPLING_KEYS, Redactor, TeacherConfig, load_teacher_config
+from distill.teachers.render import conversation
 from distill.trace import (JsonlWriter, Trace, atomic_jsonl, atomic_write_text, read_jsonl, trace_id,
                            with_provenance)
 
@@ -96,7 +95,7 @@ def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str], 
             prompts.append(item.strip()[len("prompts."):])
         elif key in RUN_KEYS:
             run_keys.append(item)
-        elif key.split(".")[0] in teacher_keys or key in SAMPLING_KEYS:
+        elif key.split(".")[0] in teacher_keys or key in SAMPLING_KEYS or key in REMOVED_KEYS:
             teacher.append(item)
         else:
             known = [*SAMPLING_KEYS, *RUN_KEYS, *teacher_keys]
@@ -257,7 +256,7 @@ class Sink:
     """Turns each finished sample into a raw.jsonl line or a failures.jsonl line, and counts."""
 
     def __init__(self, out_dir: Path, cfg: TeacherConfig, stats: Stats, progress: Progress,
-                 earlier_failures: set[str], redact: Any):
+                 earlier_failures: set[str], redact: Redactor):
         self.raw = JsonlWriter(out_dir / "raw.jsonl")
         self.failures = JsonlWriter(out_dir / "failures.jsonl")
         self.cfg, self.record, self.stats, self.progress = cfg, cfg.record(), stats, progress
@@ -265,12 +264,6 @@ class Sink:
         self.redact = redact
         self.consecutive_failures = 0
         self.last_error = ""
-
-    def messages(self, prompt: Prompt) -> list[dict[str, str]]:
-        """The conversation as the teacher got it (the backends add the same system turn)."""
-        if self.cfg.system_prompt and not (prompt.messages and prompt.messages[0]["role"] == "system"):
-            return [{"role": "system", "content": self.cfg.system_prompt}, *prompt.messages]
-        return prompt.messages
 
     def ok(self, prompt: Prompt, k: int, tid: str, c: Completion, attempts: int = 1, latency: float | None = None) -> None:
         if c.finish_reason == "error":  # a backend's generate() gave up on this sample
@@ -283,7 +276,9 @@ class Sink:
         teacher, response = with_provenance(self.record, c.raw)
         if response:
             meta["response"] = response
-        trace = Trace(id=tid, prompt_id=prompt.id, sample_index=k, messages=self.messages(prompt),
+        # The conversation as the teacher got it: the backends add the same system turn (distill.teachers.render).
+        messages = conversation(prompt.messages, self.cfg.system_prompt)
+        trace = Trace(id=tid, prompt_id=prompt.id, sample_index=k, messages=messages,
                       reasoning=c.reasoning, answer=c.answer, finish_reason=c.finish_reason,
                       prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
                       reasoning_tokens=c.reasoning_tokens, teacher=teacher, reference=prompt.reference,
@@ -345,10 +340,6 @@ def plan(prompts: Iterable[Prompt], n: int, fingerprint: str,
         yield p, todo, n - len(todo)
 
 
-def _take(it: Iterator[Any], size: int) -> list[Any]:
-    return list(islice(it, size))
-
-
 def _account(stats: Stats, progress: Progress, already: int) -> None:
     if already < 0:
         stats.duplicates += 1
@@ -359,65 +350,45 @@ def _account(stats: Stats, progress: Progress, already: int) -> None:
         progress.update(stats, already)
 
 
-async def sample_async(teacher: Any, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]], sink: Sink,
-                       cfg: TeacherConfig, params: SamplingParams) -> None:
-    """Keep `cfg.concurrency` requests in flight; each sample is one request with its own retries."""
-    policy = RetryPolicy(cfg.max_retries, cfg.backoff, cfg.max_backoff)
-    queue: asyncio.Queue = asyncio.Queue(maxsize=cfg.concurrency)
+async def sample_requests(teacher: RequestTeacher, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]],
+                          sink: Sink, cfg: TeacherConfig, params: SamplingParams) -> None:
+    """A server: each sample is one request through the shared request loop (`distill.teachers.loop`)."""
     stats = sink.stats
+
+    def requests(item: tuple[Prompt, list[tuple[int, str]], int]) -> Iterator[loop.Request]:
+        prompt, todo, already = item
+        _account(stats, sink.progress, already)
+        for k, tid in todo:
+            one = dataclasses.replace(params, n=1, seed=None if params.seed is None else params.seed + k)
+            yield loop.Request(prompt.messages, one, (prompt, k, tid))
+
+    def finish(request: loop.Request, result: Completion | TeacherError, attempts: int, seconds: float) -> None:
+        prompt, k, tid = request.tag
+        if isinstance(result, TeacherError):
+            sink.fail(prompt, k, tid, str(result), result.kind, attempts)
+        else:
+            sink.ok(prompt, k, tid, result, attempts, seconds)
 
     def on_retry(e: TeacherError, attempt: int, wait: float) -> None:
         stats.retries[e.kind] += 1
         log.debug("retry %d after %s (%s), waiting %.2f s", attempt, e.kind, sink.redact(str(e)), wait)
 
-    async def produce() -> None:
-        while True:
-            # The prompt stream may block on the network (hub streaming): read it off the event loop.
-            chunk = await asyncio.to_thread(_take, work, 64)
-            if not chunk:
-                break
-            for prompt, todo, already in chunk:
-                _account(stats, sink.progress, already)
-                for k, tid in todo:
-                    await queue.put((prompt, k, tid))
-        for _ in range(cfg.concurrency):
-            await queue.put(None)
-
-    async def worker() -> None:
-        while (item := await queue.get()) is not None:
-            prompt, k, tid = item
-            one = dataclasses.replace(params, n=1, seed=None if params.seed is None else params.seed + k)
-            start = time.monotonic()
-            try:
-                completion, attempts = await call_with_retries(
-                    functools.partial(teacher.acomplete, prompt.messages, one), policy, on_retry)
-            except TeacherError as e:
-                if e.fatal:
-                    raise SamplingStopped(
-                        f"teacher '{cfg.label}': {sink.redact(str(e))}. Nothing else was sent; fix this and rerun "
-                        "the same command to resume.") from None
-                sink.fail(prompt, k, tid, str(e), e.kind, getattr(e, "attempts", 1))
-                continue
-            sink.ok(prompt, k, tid, completion, attempts, time.monotonic() - start)
-
-    tasks = [asyncio.ensure_future(produce())] + [asyncio.ensure_future(worker()) for _ in range(cfg.concurrency)]
+    policy = loop.RetryPolicy(cfg.max_retries, cfg.backoff, cfg.max_backoff)
     try:
-        await asyncio.gather(*tasks)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await teacher.aclose()
+        await loop.run_requests(teacher, work, requests, finish, concurrency=cfg.concurrency, policy=policy,
+                                on_retry=on_retry)
+    except TeacherError as e:  # fatal: a refused key, an unknown model
+        raise SamplingStopped(f"teacher '{cfg.label}': {sink.redact(str(e))}. Nothing else was sent; fix this and "
+                              "rerun the same command to resume.") from None
 
 
-def sample_batches(teacher: Teacher, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]], sink: Sink,
+def sample_batches(teacher: BatchTeacher, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]], sink: Sink,
                    cfg: TeacherConfig, params: SamplingParams) -> None:
-    """Local engines: gather about `cfg.batch_size` sequences (hf: four batches' worth, which it
-    sorts by prompt length into batches), one generate call per gathering."""
+    """A local engine: gather the sequences it asks for per call (`sequences_per_call`), one generate
+    call per gathering; a kill loses at most one gathering."""
     batch: list[tuple[Prompt, list[tuple[int, str]]]] = []
     size = 0
-    # A kill loses at most one gathering: four hf batches, which on CPU is seconds of work.
-    gather = cfg.batch_size * (4 if cfg.backend == "hf" else 1)
+    gather = teacher.sequences_per_call(cfg)
     for prompt, todo, already in work:
         _account(sink.stats, sink.progress, already)
         if todo:
@@ -430,7 +401,7 @@ def sample_batches(teacher: Teacher, work: Iterator[tuple[Prompt, list[tuple[int
         _run_batch(teacher, batch, sink, params)
 
 
-def _run_batch(teacher: Teacher, batch: list[tuple[Prompt, list[tuple[int, str]]]], sink: Sink,
+def _run_batch(teacher: BatchTeacher, batch: list[tuple[Prompt, list[tuple[int, str]]]], sink: Sink,
                params: SamplingParams) -> None:
     # One generate call per distinct number of samples still to do (after a resume it varies).
     by_n: dict[int, list[tuple[Prompt, list[tuple[int, str]]]]] = {}
@@ -440,7 +411,7 @@ def _run_batch(teacher: Teacher, batch: list[tuple[Prompt, list[tuple[int, str]]
         _generate_halving(teacher, group, dataclasses.replace(params, n=n), sink)
 
 
-def _generate_halving(teacher: Teacher, group: list[tuple[Prompt, list[tuple[int, str]]]],
+def _generate_halving(teacher: BatchTeacher, group: list[tuple[Prompt, list[tuple[int, str]]]],
                       params: SamplingParams, sink: Sink) -> None:
     """Generate; if the batch fails (out of memory, one bad prompt), halve it until one prompt fails alone."""
     start = time.monotonic()
@@ -468,18 +439,6 @@ def _generate_halving(teacher: Teacher, group: list[tuple[Prompt, list[tuple[int
 
 # ---------------------------------------------------------------------------------------------
 # Run
-
-
-class _Redact(logging.Filter):
-    def __init__(self, secret: str):
-        super().__init__()
-        self.secret = secret
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if self.secret in message:
-            record.msg, record.args = message.replace(self.secret, "***"), None
-        return True
 
 
 @dataclass
@@ -549,7 +508,7 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     pcfg = load_prompt_config(prompts, prompt_ov)
     rcfg = load_config(RunConfig, {}, run_ov)
     shard_pair = parse_shard(shard)
-    secret = tcfg.api_key() if tcfg.backend == "openai" else "EMPTY"
+    redact = Redactor(tcfg.api_key())  # a missing key variable fails here, before any work
     stream = load_prompts(pcfg, limit=rcfg.limit, shard=shard_pair)
     # Read the first prompt before the teacher loads (minutes) or any file is written: an empty or
     # unreadable prompt file is an error, not a run that writes 0 traces.
@@ -565,9 +524,6 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def redact(text: str) -> str:
-        return text.replace(secret, "***") if secret and secret != "EMPTY" else text
-
     # ---- Logging: a file log of this stage, with the key scrubbed from every handler's output
     for noisy in ("httpx", "httpx2", "openai", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)  # one INFO line per request otherwise
@@ -575,10 +531,8 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     file_log.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     handlers = [file_log, *root.handlers]
-    scrub = _Redact(secret) if secret != "EMPTY" else None
-    if scrub:
-        for h in handlers:
-            h.addFilter(scrub)
+    for h in handlers:
+        h.addFilter(redact)
     root.addHandler(file_log)
     root_level = root.level
     if root.level > logging.INFO or root.level == logging.NOTSET:
@@ -614,8 +568,8 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
                 from distill.teachers import load_teacher
 
                 backend = load_teacher(tcfg)
-                if hasattr(backend, "acomplete"):
-                    asyncio.run(sample_async(backend, work, sink, tcfg, params))
+                if backend.batching == "requests":
+                    asyncio.run(sample_requests(backend, work, sink, tcfg, params))
                 else:
                     sample_batches(backend, work, sink, tcfg, params)
             finally:
@@ -633,9 +587,8 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
         root.removeHandler(file_log)
         root.setLevel(root_level)
         file_log.close()
-        if scrub:
-            for h in handlers:
-                h.removeFilter(scrub)
+        for h in handlers:
+            h.removeFilter(redact)
     return summary
 
 

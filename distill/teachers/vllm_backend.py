@@ -20,10 +20,10 @@ import logging
 import os
 from typing import Any
 
-from distill.teachers.base import Completion, SamplingParams
 from distill.models import resolve_model
+from distill.teachers.base import Completion, SamplingParams
 from distill.teachers.config import TeacherConfig
-from distill.teachers.hf_backend import render_chat, template_note
+from distill.teachers.render import render_chat, template_note
 from distill.trace import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,13 @@ def vllm_sampling_kwargs(params: SamplingParams, extra: dict[str, Any] | None = 
 
 class VLLMTeacher:
     """`vllm.LLM.generate` on prompts rendered with the model's chat template (one engine, or N replicas)."""
+
+    batching = "batches"
+
+    @staticmethod
+    def sequences_per_call(cfg: TeacherConfig) -> int:
+        """`cfg.batch_size` (teachers/qwq.yaml: 512): vLLM schedules the whole list itself."""
+        return cfg.batch_size
 
     def __init__(self, cfg: TeacherConfig):
         try:
