@@ -48,6 +48,9 @@ class Scripted:
     when j is even, so every problem ends with ceil(k/2) correct of k whatever the interruptions.
     `die_on_call` raises on that generate call, before producing anything (a kill mid-call)."""
 
+    batching = "batches"
+    prompt_note = None
+
     def __init__(self, name, log, die_on_call=None):
         self.name, self.log, self.die_on_call = name, log, die_on_call
         self.made: dict[str, int] = {}

@@ -125,7 +125,7 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
             notes += _notes(col.role, bench, result, unscorable, prompts, k, store)
             if result:
                 tables[bench][col.role] = result
-        if getattr(backend.backend, "prompt_note", None):  # e.g. a base without a chat template, prompted plainly
+        if backend.backend is not None and backend.backend.prompt_note:  # e.g. a template-less base, prompted plainly
             notes.append(f"{col.role}: {backend.backend.prompt_note}")
         backend.release()
         if col.role == "teacher" and col.generate:

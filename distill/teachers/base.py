@@ -61,6 +61,8 @@ class Teacher(Protocol):
     name: str
     batching: ClassVar[Literal["batches", "requests"]]
     """How this backend takes its work (see the module docstring)."""
+    prompt_note: str | None
+    """How this backend prompts a model with no chat template of its own (reported by the eval), or None."""
 
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt, in prompt order."""

@@ -32,6 +32,7 @@ class OpenAITeacher:
     """OpenAI-compatible chat completions over `openai.AsyncOpenAI`, one request per sample."""
 
     batching = "requests"
+    prompt_note = None  # the server applies its model's own template
 
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
