@@ -101,6 +101,16 @@ def _student(a: argparse.Namespace) -> None:
     out = a.out or "out"
     if a.data:
         input_file(a.data, "--data", "a clean.jsonl written by `distill filter`")
+    if any(o.replace(" ", "").lower() in ("rehearse=true", "rehearse=1", "rehearse=yes") for o in a.overrides):
+        from distill.students.rehearse import run as rehearse  # the preset on a shrunk model, on CPU
+
+        given = a.data or (a.teacher and a.prompts)  # else synthetic traces
+        data = training_data(a.size, out=out, teacher=a.teacher, prompts=a.prompts, data=a.data) if given else None
+        writable_dir(student_dir(out, a.size), f"--out {out}")
+        report = rehearse(a.size, out, data=data, overrides=a.overrides, nodes=a.nodes, gpus=a.gpus)
+        if not report.clean:
+            raise SystemExit(1)
+        return
     from distill.students.mixture import mixture_data, mixture_override
 
     overrides = [*a.overrides, mixture_override(a.mixture)] if a.mixture else a.overrides

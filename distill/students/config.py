@@ -54,6 +54,9 @@ class StudentConfig:
     """Base model: a hub id (Qwen/Qwen2.5-Math-7B), a local model dir, or toy://student (the embedded CPU model)."""
     revision: str | None = None
     """Hub revision (branch, tag or commit) of `base`; pin it for reproducible runs."""
+    tokenizer: str | None = None
+    """A local folder with the base's tokenizer (tokenizer.json + tokenizer_config.json), read instead of the base's
+    own: for air-gapped clusters, and for `rehearse` where the hub is unreachable. None: the base's tokenizer."""
     template: Literal["chatml", "llama3"] = "chatml"
     """Chat format the student learns (see distill/students/templates.py); must fit the base's special tokens."""
     traces: str | None = None
@@ -192,6 +195,9 @@ class StudentConfig:
     """Start over: delete this run's checkpoints and final model instead of resuming."""
     dry_run: bool = False
     """Print the launch command and the wall-time estimate, train nothing."""
+    rehearse: bool = False
+    """Rehearse this preset on CPU (distill/students/rehearse.py): its own code path on a 2-layer random model of the
+    base's architecture, with the base's tokenizer, into out/students/<size>-rehearsal/. Trains nothing real."""
 
     # ------------------------------------------------------------------------------------------
 
@@ -277,6 +283,9 @@ class StudentConfig:
 
         if self.lora and (self.lora_r < 1 or self.lora_alpha < 1 or not self.lora_target_modules):
             out.append("LoRA needs lora_r >= 1, lora_alpha >= 1 and at least one lora_target_modules entry")
+        if self.tokenizer and not (Path(self.tokenizer).expanduser() / "tokenizer_config.json").exists():
+            out.append(f"'tokenizer' = {self.tokenizer!r} is not a tokenizer folder (no tokenizer_config.json there); "
+                       f"give a folder saved by save_pretrained, e.g. ../shared/data/tokenizers/qwen2.5")
         if self.kd != "none" and not self.kd_teacher:
             out.append(f"kd: {self.kd} needs 'kd_teacher' (a model sharing the student's tokenizer)")
         if not 0.0 <= self.kd_beta <= 1.0:

@@ -339,9 +339,13 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
     ######################
     # Tokenizer and template
     ######################
-    base = resolve_model(cfg.base, "base")
+    # A rehearsal (students/rehearse.py) trains a shrunk random model of the base's architecture, built beforehand.
+    base = str(out_dir / "base") if cfg.rehearse else resolve_model(cfg.base, "base")
     fmt = get_format(cfg.template)
-    tokenizer = AutoTokenizer.from_pretrained(base, revision=cfg.revision)
+    if cfg.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(os.path.expanduser(cfg.tokenizer))
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(base, revision=cfg.revision)
     base_eos = prepare_tokenizer(tokenizer, fmt, where=cfg.base)
     # <think> / </think> as single tokens before anything is tokenised (students/serving.py: vLLM's
     # reasoning parser needs them; Qwen2.5 and Llama 3.x split them into three pieces).
