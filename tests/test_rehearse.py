@@ -22,9 +22,10 @@ def cheap_dataset_fingerprints(monkeypatch):
     """datasets keys its cache by dill-hashing each map function, with the tokenizer it holds: Qwen2Tokenizer keeps its
     151k-entry vocab and merges as Python objects, ~5 s per hash on 2 busy cores (Llama's: 0.5 s), several per run.
     Each rehearsal here starts from an empty cache, so a random key changes nothing but the time."""
-    from datasets import fingerprint
+    from datasets import arrow_dataset, fingerprint
 
-    monkeypatch.setattr(fingerprint, "update_fingerprint", lambda *a, **k: fingerprint.generate_random_fingerprint())
+    for module in (fingerprint, arrow_dataset):  # map() calls it by the name it imported
+        monkeypatch.setattr(module, "update_fingerprint", lambda *a, **k: fingerprint.generate_random_fingerprint())
 
 
 def tokenizer_of(shared_data, size: str) -> str:
@@ -105,12 +106,13 @@ def test_kill_9_mid_run_resumes_to_the_same_end(shared_data, tmp_path, monkeypat
 
 
 def test_two_process_ddp_rehearsal(shared_data, tmp_path):
-    """The preset's data parallelism on 2 CPU processes over gloo; ZeRO-3 is named as not rehearsed."""
+    """2 CPU processes over gloo: the trainer as DDP replicas, FSDP2 fully_shard on its own; ZeRO-3 named as not rehearsed."""
     from distill.students.rehearse import run
 
-    report = run("14b", tmp_path, overrides=[f"tokenizer={tokenizer_of(shared_data, '14b')}"], processes=2, kill=False)
+    report = run("8b", tmp_path, overrides=[f"tokenizer={tokenizer_of(shared_data, '8b')}"], processes=2, kill=False)
     assert report.clean, report.text()
     assert any(c.name == "DDP" and c.ok for c in report.checks)
+    assert any(c.name == "FSDP2 fully_shard" and c.ok for c in report.checks)  # the sharded path, outside the Trainer
     assert any("DeepSpeed zero3" in n for n in report.not_rehearsed)
 
 
