@@ -649,3 +649,19 @@ def test_no_host_unix_socket_is_reachable():
             s.close()
         for place in places:
             shutil.rmtree(place, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_big_host_does_not_make_a_killed_program_look_out_of_memory(mode):
+    """The sandbox's first process inherits this process's RSS into its ru_maxrss at exec: with
+    torch loaded that is over a GiB, so every SIGKILL looked like a memory kill. Only the program's
+    own peak (the judge reports it) may say memory_limit."""
+    ballast = bytearray(os.urandom(1 << 20)) * 700  # ~700 MiB really resident in this process
+    try:
+        for code in ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+                     "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"):
+            r = verify_code(code, {"cases": [{"input": "", "output": "x"}]}, extract=False, mode=mode,
+                            limits=Limits(timeout=3.0, memory_mb=512))
+            assert r.status == "runtime_error" and "SIGKILL" in r.excerpt, (code, r.status, r.excerpt)
+    finally:
+        del ballast

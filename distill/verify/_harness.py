@@ -638,16 +638,21 @@ def _program_stdio(p, g, sock):
 # The judge's side
 
 
-def _mirror(pid):
+def _mirror(pid, out=None):
     """Reap the program and end this process the way it ended (same signal or exit status), with no
-    report of our own: the host then reads a crash, a limit or an early exit as it always has."""
+    verdict of our own: the host then reads a crash, a limit or an early exit as it always has. A
+    program killed by a signal gets a {"event": "program_end"} record first with its own peak memory
+    and CPU time (the host's view of them includes what the sandbox's processes inherited)."""
     try:
-        _, status = os.waitpid(pid, 0)
+        _, status, usage = os.wait4(pid, 0)
     except ChildProcessError:
         os._exit(1)
     _flush()
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
+        if out is not None:
+            _send(out, event="program_end", signal=sig, maxrss_mb=usage.ru_maxrss / 1024,
+                  cpu_s=usage.ru_utime + usage.ru_stime)
         try:
             signal.signal(sig, signal.SIG_DFL)  # Python ignores SIGPIPE; restore the default death
         except (OSError, ValueError):
@@ -670,7 +675,7 @@ def _loaded(sock, pid, out, event, index=None):
     try:
         first = _get(sock)
     except (_ChannelBroken, OSError):
-        _mirror(pid)
+        _mirror(pid, out)
     if isinstance(first.get("load_error"), dict):
         err = first["load_error"]
         status = (
@@ -745,7 +750,7 @@ def _judge_check(p, g, sock, pid, out):
                 g["check"](g[entry])
     except _SolutionExit as e:
         if "exit()" not in str(e):
-            _mirror(pid)  # the program died (a limit, a signal, os._exit): end as it did
+            _mirror(pid, out)  # the program died (a limit, a signal, os._exit): end as it did
         status, error = "runtime_error", str(e)
     except _SolutionError as e:
         line = _tests_line(e, tests)
@@ -778,7 +783,7 @@ def _judge_calls(p, sock, pid, out):
             _send(out, event="case", index=i, status="timeout", error=f"call ran past {limit:g}s")
             os._exit(0)
         except (_ChannelBroken, OSError):
-            _mirror(pid)
+            _mirror(pid, out)
         if isinstance(reply.get("raise"), dict):
             err = reply["raise"]
             status = "memory_limit" if err.get("type") == "MemoryError" else "runtime_error"
@@ -812,7 +817,7 @@ def _judge_stdio(sock, pid, out):
     try:
         done = _get(sock)
     except (_ChannelBroken, OSError):
-        _mirror(pid)  # ended without finishing: no exit record
+        _mirror(pid, out)  # ended without finishing: no exit record
     status = done.get("done")
     if status in ("ok", "runtime_error", "memory_limit"):
         _send(
@@ -821,7 +826,7 @@ def _judge_stdio(sock, pid, out):
             status=status,
             **({"error": str(done.get("error"))[:300]} if status != "ok" else {}),
         )
-    _mirror(pid)
+    _mirror(pid, out)
 
 
 def main():

@@ -38,6 +38,7 @@ import errno
 import fcntl
 import functools
 import json
+import resource
 import logging
 import os
 import selectors
@@ -318,6 +319,11 @@ class Sandbox:
         on_event: Callable[[dict[str, Any]], bool] | None,
     ) -> RunOutcome:
         env = sandbox_env(workdir)
+        # The kernel carries a process's RSS from before exec into its ru_maxrss: bwrap (or the
+        # fallback's python) starts from a fork of this process, so its peak reads at least our RSS
+        # at that moment (1.4 GB in a process that has torch loaded). Below our own peak the figure
+        # says nothing about the program; the judge reports the program's own peak instead.
+        host_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         payload_fd = _memfd("distill-payload", json.dumps(payload).encode())
         stdin_fd = _memfd("distill-stdin", stdin)
         result_r, result_w = os.pipe2(os.O_CLOEXEC)
@@ -346,6 +352,11 @@ class Sandbox:
             out.close()
         outcome = out.outcome(time.monotonic() - start)
         outcome.stragglers = out.stragglers
+        end = next((e for e in outcome.events if e.get("event") == "program_end"), None)
+        if end is not None and isinstance(end.get("maxrss_mb"), (int, float)):
+            outcome.maxrss_mb = float(end["maxrss_mb"])  # the program's own peak, measured by the judge
+        elif outcome.maxrss_mb <= host_peak_mb + 1.0:
+            outcome.maxrss_mb = 0.0  # inherited from this process, not the program's: unknown
         return outcome
 
     def _cleanup(self, proc: subprocess.Popen, uid: int | None, killed: bool) -> int:
