@@ -11,7 +11,7 @@ ARGS ?=
 DISTILL = $(VENV)/bin/distill
 TRACES = $(if $(TEACHER),--teacher $(TEACHER)) $(if $(PROMPTS),--prompts $(PROMPTS))
 
-.PHONY: install demo traces import filter student eval test bench
+.PHONY: install demo traces import filter student eval rl test bench
 
 install: $(VENV)/.installed
 
@@ -35,6 +35,9 @@ student: install
 
 eval: install
 	$(DISTILL) eval --size $(SIZE) --out $(OUT) $(if $(TEACHER),--teacher $(TEACHER)) $(ARGS)
+
+rl: install
+	$(DISTILL) rl --size $(SIZE) $(TRACES) --out $(OUT) $(ARGS)
 
 test: install
 	$(VENV)/bin/python -m pytest -q tests

@@ -1,10 +1,11 @@
-"""`distill traces|import|filter|student|eval|demo`: one subcommand per stage; the Makefile calls these.
+"""`distill traces|import|filter|student|eval|rl|demo`: one subcommand per stage; the Makefile calls these.
 
     distill traces --teacher r1 --prompts numinamath --out out limit=1000
     distill import --source openr1-math                    # a published trace set, instead of sampling
     distill filter --teacher r1 --prompts numinamath
     distill student --size 7b --teacher r1 --prompts numinamath learning_rate=5e-5
     distill eval --size 7b
+    distill rl --size 1.5b --prompts openr1-math
     distill export --size 7b --format fp8
     distill serve --size 7b --format fp8
     distill demo
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 from distill.config import ConfigError
-from distill.paths import eval_dir, student_dir, traces_dir  # noqa: F401  (also importable from here)
+from distill.paths import eval_dir, rl_dir, student_dir, traces_dir  # noqa: F401  (also importable from here)
 from distill.trace import TraceError
 
 # OSErrors that a path the user gave explains (a file where a folder should be, a read-only
@@ -128,7 +129,16 @@ def _eval(a: argparse.Namespace) -> None:
         raise ConfigError(f"--student {a.student} is a file; it takes a model folder (e.g. out/students/7b/final)")
     writable_dir(eval_dir(out, a.size), f"--out {out}")
     run(size=a.size, student=Path(a.student) if a.student else student_dir(out, a.size) / "final",
-        teacher=a.teacher, out_dir=eval_dir(out, a.size), overrides=a.overrides)
+        teacher=a.teacher, out_dir=eval_dir(out, a.size), overrides=a.overrides, rl=rl_dir(out, a.size) / "final")
+
+
+def _rl(a: argparse.Namespace) -> None:
+    from distill.rl.train import run
+
+    out = a.out or "out"
+    student = Path(a.student) if a.student else student_dir(out, a.size) / "final"
+    run(size=a.size, student=student, out_dir=writable_dir(rl_dir(out, a.size), f"--out {out}"), prompts=a.prompts,
+        overrides=a.overrides, teacher=a.teacher)
 
 
 def _import(a: argparse.Namespace) -> None:
@@ -174,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         "filter them, train a student, and compare student vs original vs teacher.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="stage", required=True, metavar="{traces,import,filter,student,eval,export,serve,demo}")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="{traces,import,filter,student,eval,rl,export,serve,demo}")
 
     def stage(name: str, help: str, fn) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)

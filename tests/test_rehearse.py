@@ -50,8 +50,7 @@ def test_preset_rehearses_clean(size, shared_data, tmp_path, monkeypatch):
     started = time.time()
     tok = f"tokenizer={tokenizer_of(shared_data, size)}"
     # -lora presets without the special-token rows: with them, TRL's fused LM head fails (the test below).
-    extra = ["lora_special_tokens=false"] if size.endswith("-lora") else []
-    report = run(size, tmp_path, overrides=[tok, *extra], processes=1, kill=False)
+    report = run(size, tmp_path, overrides=[tok], processes=1, kill=False)
     assert report.clean, report.text()
     names = [c.name for c in report.checks]
     assert {"architecture", "context", "max_length", "LR schedule", "final/", "card.md"} <= set(names)
@@ -70,20 +69,38 @@ def test_preset_rehearses_clean(size, shared_data, tmp_path, monkeypatch):
     print(f"\n{size}: {time.time() - started:.0f} s\n{report.text()}")
 
 
-def test_lora_special_token_rows_stop_at_the_first_step(shared_data, tmp_path, monkeypatch):
-    """Found by this rehearsal: TRL's fused LM head (SFTTrainer's loss) reads lm_head.weight and .bias directly, and PEFT
-    wraps the head in a TrainableTokensWrapper when lora_special_tokens trains the template's rows: every -lora preset
-    stops at its first step. When this test fails, the bug is fixed: drop lora_special_tokens=false above and update
-    the README's list of presets that rehearse clean."""
+def test_lora_special_token_rows_train_through_the_fused_head(shared_data, tmp_path, monkeypatch):
+    """TRL's fused LM head (SFTTrainer's loss) reads lm_head.weight and .bias, and PEFT wraps the head
+    when lora_special_tokens trains the template's rows: every -lora preset stopped at its first step
+    ('TrainableTokensWrapper' object has no attribute 'bias'). Now the head is read with the rows
+    merged in, and training moves exactly those output rows."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer
+
     from distill.students.rehearse import run
+    from distill.students.serving import THINK_TOKENS
+    from distill.students.templates import get_format
 
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    report = run("8b-lora", tmp_path, overrides=[f"tokenizer={tokenizer_of(shared_data, '8b-lora')}"], processes=1,
-                 kill=False)
-    assert not report.clean
-    training = next(c for c in report.checks if c.name == "training")
-    assert "TrainableTokensWrapper' object has no attribute 'bias'" in training.detail, report.text()
-    assert (tmp_path / "students" / "8b-lora-rehearsal" / "rehearsal.md").read_text().count("  FAIL ") == 1
+    report = run("8b-lora", tmp_path, overrides=[f"tokenizer={tokenizer_of(shared_data, '8b-lora')}",
+                                                 "learning_rate=5e-2"], processes=1, kill=False)
+    assert report.clean, report.text()
+    out = tmp_path / "students" / "8b-lora-rehearsal"
+    tok = AutoTokenizer.from_pretrained(out / "final")
+    rows = sorted({tok.convert_tokens_to_ids(t) for t in (*get_format("llama3").special_tokens, *THINK_TOKENS)})
+
+    def head(folder):
+        weights = {}
+        for f in sorted(folder.glob("*.safetensors")):
+            weights.update(load_file(f))
+        return weights["lm_head.weight"]
+
+    before, after = head(out / "base"), head(out / "final")
+    changed = (before != after).any(dim=1).nonzero().flatten().tolist()
+    assert changed and set(changed) <= set(rows), (changed, rows)
+    assert torch.equal(before[[i for i in range(before.shape[0]) if i not in rows][:1000]],
+                       after[[i for i in range(after.shape[0]) if i not in rows][:1000]])
 
 
 def test_kill_9_mid_run_resumes_to_the_same_end(shared_data, tmp_path, monkeypatch):
@@ -94,7 +111,7 @@ def test_kill_9_mid_run_resumes_to_the_same_end(shared_data, tmp_path, monkeypat
 
     torch.set_num_threads(1)
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    tok = [f"tokenizer={tokenizer_of(shared_data, '8b-lora')}", "lora_special_tokens=false"]
+    tok = [f"tokenizer={tokenizer_of(shared_data, '8b-lora')}"]
     report = run("8b-lora", tmp_path / "killed", overrides=tok, processes=1, kill=True)
     assert report.clean, report.text()
     check = next(c for c in report.checks if c.name == "kill -9 + resume")

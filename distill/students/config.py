@@ -179,11 +179,13 @@ class StudentConfig:
     kd_max_completion_length: int = 4096
     """On-policy: tokens the student samples per prompt."""
 
-    # ---- eval during training (issue 7's callback): {benchmarks: [...], every_steps: N, k: K, ...}
+    # ---- eval during training (distill.eval.callback): {benchmarks: [...], every_steps: N, k: K, ...}
     eval_callback: dict[str, Any] | None = None
     """When set, distill.eval.callback.EvalCallback(tokenizer, **eval_callback) runs during training."""
     eval: dict[str, Any] | None = None
     """EvalConfig keys used by `make eval SIZE=<size>` (benchmarks, k, max_tokens, ...); read by distill.eval.run."""
+    rl: dict[str, Any] | None = None
+    """The GRPO recipe of `make rl SIZE=<size>` (distill.rl.config.RLConfig keys); SFT does not read it."""
 
     # ---- data: several clean trace sets instead of one (distill/students/mixture.py)
     mixture: list[dict[str, Any]] | None = None

@@ -13,6 +13,7 @@ is the end-of-turn token), adapter/ (LoRA runs), run.json (the record) and card.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption without changing what is trained.
 RUN_CONTROL_KEYS = {
     "save_steps", "save_total_limit", "logging_steps", "report_to", "dataset_num_proc", "torch_threads",
-    "eval_callback", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
+    "eval_callback", "eval", "rl", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
     "per_device_batch_size", "gradient_accumulation_steps", "traces",
     # parallel layout and launch checks: global_batch_size stays, so the same steps on other hardware
     "context_parallel", "gpu_memory_gib", "shared_fs_timeout_s",
@@ -134,7 +135,6 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
         data = out_dir / MIXTURE_FILE
         # out/students/<size> -> out/: `traces: <teacher>/<prompts>` names out/traces/<teacher>/<prompts>/clean.jsonl
         mixture = build_mixture(cfg.mixture, out_root=out_dir.parent.parent, path=data, seed=cfg.seed)
-
 
     cpu = _no_cuda()
     command = None
@@ -407,14 +407,13 @@ def train(cfg: StudentConfig, data: Path, out_dir: Path, *, preset: Path | str =
 
     callbacks = list(callbacks or [])
     if cfg.eval_callback:
-        from distill.eval.callback import EvalCallback  # issue 7's callback, only when the preset asks for it
+        from distill.eval.callback import EvalCallback  # only when the preset asks for it
 
         callbacks.append(EvalCallback(tokenizer, **cfg.eval_callback))
     if cfg.push_checkpoints:
         from distill.hub import push_checkpoint_callback
 
         callbacks.append(push_checkpoint_callback(cfg.push_to_hub, endpoint=cfg.hub_endpoint))
-
 
     ######################
     # Trainer
@@ -563,6 +562,14 @@ def make_sft_trainer(cfg: StudentConfig, *, model, args, dataset, tokenizer, pef
     from trl import SFTTrainer
 
     cls = SFTTrainer if cfg.token_metrics else LeanSFTTrainer(fused_lm_head=cfg.fused_lm_head)
+    if peft_config is not None and getattr(peft_config, "trainable_token_indices", None):
+
+        class _TokenRowsTrainer(cls):  # the loss reads the LM head with the trained token rows merged in
+            def compute_loss(self, model, inputs, *args, **kwargs):
+                with merged_token_rows(model):
+                    return super().compute_loss(model, inputs, *args, **kwargs)
+
+        cls = _TokenRowsTrainer
     return cls(model=model, args=args, train_dataset=dataset, processing_class=tokenizer, peft_config=peft_config,
                callbacks=callbacks)
 
@@ -601,6 +608,44 @@ def LeanSFTTrainer(fused_lm_head: bool = True):  # a class factory, so trl is im
             super().log(logs, start_time)
 
     return _LeanSFTTrainer
+
+
+class _MergedHead:
+    """What TRL's fused LM head reads of `get_output_embeddings()`: `weight` and `bias`. PEFT's
+    trainable-token wrapper (LoRA presets' special-token rows) has no `bias`, and its `weight` is
+    the base's without the trained rows; this gives the merged weight, through which the rows'
+    gradients flow, and the base head's bias."""
+
+    def __init__(self, wrapper: Any):
+        adapter = wrapper.token_adapter
+        self.weight = adapter.get_merged_weights(adapter.active_adapters)
+        self.bias = getattr(adapter.base_layer, "bias", None)
+
+
+@contextlib.contextmanager
+def merged_token_rows(model: Any):
+    """While TRL's fused head runs: `get_output_embeddings()` of the base model returns the head with
+    PEFT's trained token rows merged in (see _MergedHead); no-op without trainable token rows."""
+    inner = model.module if hasattr(model, "module") else model  # DDP / DeepSpeed engine
+    inner = inner.get_base_model() if hasattr(inner, "get_base_model") else inner
+    head = inner.get_output_embeddings()
+    if not hasattr(head, "token_adapter"):
+        yield
+        return
+    adapter = head.token_adapter
+    params = [adapter.base_layer.weight, *adapter.trainable_tokens_delta.values()]
+    gathered: contextlib.AbstractContextManager = contextlib.nullcontext()
+    if any(hasattr(p, "ds_id") for p in params):  # ZeRO-3: the head and the rows are partitioned
+        import deepspeed
+
+        gathered = deepspeed.zero.GatheredParameters(params)
+    with gathered:
+        shim = _MergedHead(head)
+        inner.get_output_embeddings = lambda: shim
+        try:
+            yield
+        finally:
+            del inner.get_output_embeddings  # back to the class's method
 
 
 def replica_fingerprints(trainer, cfg: StudentConfig) -> list[str] | None:
