@@ -40,7 +40,7 @@ rl: install
 	$(DISTILL) rl --size $(SIZE) $(TRACES) --out $(OUT) $(ARGS)
 
 test: install
-	$(VENV)/bin/python -m pytest -q tests
+	$(VENV)/bin/python -m pytest -q -n 2 tests
 
 bench: install
 	$(VENV)/bin/python bench/run_all.py --out $(OUT)/bench

@@ -33,6 +33,7 @@ STEPS = 600
 SEED = int(os.environ.get("DISTILL_TEST_DEMO_SEED", "42"))  # to re-measure the spread
 
 
+@pytest.mark.slow
 def test_scaled_down_demo_student_beats_its_original(tmp_path, monkeypatch):
     from distill.toy.demo import run
 
@@ -72,6 +73,7 @@ def test_copy_rows_are_deterministic_and_teach_no_arithmetic():
         assert "=" not in row["text"] and "boxed" not in row["text"]  # nothing evaluated, no answer format
 
 
+@pytest.mark.slow
 def test_two_students_train_at_once_and_a_failed_child_is_reported(tmp_path, tiny_llama):
     import torch
     from student_fixtures import arithmetic_traces, tiny_overrides, write_clean

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import ast
 import gzip
 import json
@@ -159,6 +161,7 @@ LAST_NUMBER_APART = {
 SAME_BOX_SIGN = {("gemma-2-27b-it_math500", i): -1 for i in (290, 293, 480)}  # they accept, we reject; the rest the other way
 
 
+@pytest.mark.slow
 def test_rescoring_with_their_fallback_reproduces_recorded_accuracy(shared_data):
     """answer_fallback=last_number: SkyThought's harness and ours read unboxed answers alike, and
     each file's accuracy is reproduced to within one problem once the listed judgement calls
@@ -186,6 +189,7 @@ def test_rescoring_with_their_fallback_reproduces_recorded_accuracy(shared_data)
     assert seen == set(listed), f"listed disagreements that no longer happen: {sorted(set(listed) - seen)}"
 
 
+@pytest.mark.slow
 def test_rescoring_skythought_outputs_with_our_fallback(shared_data):
     """Our default reading of unboxed answers is stricter than theirs; everything else is the same."""
     files = sorted((shared_data / "traces" / "skythought").glob("*.jsonl"))

@@ -25,6 +25,8 @@ from distill.config import ConfigError
 from distill.students.config import load_student_config
 from distill.students.launch import SHARED_FS_MARKER, wait_for_marker
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains end to end
+
 REPO = Path(__file__).resolve().parents[1]
 
 NODE = textwrap.dedent("""

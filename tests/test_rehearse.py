@@ -13,6 +13,8 @@ import pytest
 
 from distill.config import REPO_ROOT
 
+pytestmark = pytest.mark.slow  # every test here starts processes or trains end to end
+
 PRESETS = sorted(p.stem for p in (REPO_ROOT / "students").glob("*.yaml") if p.stem != "tiny")
 FAMILY = {"chatml": "qwen2.5", "llama3": "llama3.1"}
 

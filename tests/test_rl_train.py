@@ -122,6 +122,7 @@ def test_finished_run_is_kept_and_another_recipe_is_refused(trained):
         run(str(trained.preset), trained.student, trained.out, prompts=str(other))
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_checkpoint(student, tmp_path):
     """A crash after step 2 (checkpoint-2 on disk, as a kill -9 leaves it) and a rerun: the run ends at
     step 4 from checkpoint-2, with the weights of an uninterrupted run."""

@@ -146,6 +146,7 @@ class Crash(Exception):
     pass
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_final_loss(tiny_qwen2, tmp_path):
     """Uninterrupted vs killed after step 6 and rerun: same final loss and weights, bit for bit on CPU."""
     import torch
@@ -225,6 +226,7 @@ def test_lora_saves_adapter_and_merged_model(tiny_qwen2, tmp_path):
     assert (out / "final" / "chat_template_train.jinja").exists()
 
 
+@pytest.mark.slow
 def test_two_process_data_parallel_ends_with_identical_replicas(tiny_qwen2, tmp_path):
     """GPUS=2 on CPU: two real processes (gloo); each rank hashes its own weights after training."""
     import hashlib

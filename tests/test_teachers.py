@@ -345,6 +345,7 @@ def transformers_server(tiny_qwen2, tmp_path_factory):
         proc.wait()
 
 
+@pytest.mark.slow
 def test_openai_backend_against_transformers_serve(transformers_server, tiny_qwen2, tmp_path):
     prompt_set = write_prompt_set(tmp_path, ["Compute 3 + 4.", "Compute 7 - 5.", "Compute 2 + 2."])
     teacher = tmp_path / "served.yaml"

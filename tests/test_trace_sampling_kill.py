@@ -7,6 +7,8 @@ retries and while lines are being written.
 
 from __future__ import annotations
 
+import pytest
+
 import json
 import os
 import random
@@ -20,6 +22,8 @@ from fault_server import FaultServer
 from teacher_fixtures import write_prompt_set, write_teacher
 
 from distill.trace import read_traces
+
+pytestmark = pytest.mark.slow  # every test here starts processes or trains end to end
 
 PROMPTS, N = 50, 3
 REPO = Path(__file__).resolve().parents[1]

@@ -441,6 +441,7 @@ def _he_tests(row):
     return {"check": row["test"], "entry_point": row["entry_point"], "prelude": False}
 
 
+@pytest.mark.slow
 def test_every_leetcode_reference_solution_passes(shared_data):
     rows = _leetcode(shared_data)
     results = verify_many(
@@ -450,6 +451,7 @@ def test_every_leetcode_reference_solution_passes(shared_data):
     assert not failed, f"{len(failed)}/200 reference solutions failed: {failed}"
 
 
+@pytest.mark.slow
 def test_every_humaneval_canonical_solution_passes(shared_data):
     rows = _humaneval(shared_data)
     results = verify_many(
@@ -462,6 +464,7 @@ def test_every_humaneval_canonical_solution_passes(shared_data):
     assert not failed, f"{len(failed)}/164 canonical solutions failed: {failed}"
 
 
+@pytest.mark.slow
 def test_broken_variants_fail(shared_data):
     """Every 3rd problem of each set with its return value perturbed (+1, not, + '#', ...): all must fail."""
     answers, tests, names = [], [], []

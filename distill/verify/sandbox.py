@@ -390,11 +390,12 @@ class Sandbox:
             uid = UID_BASE + slot
             if self.mode == "fallback":
                 _kill_uid(uid)  # a run killed with its host (kill -9) may have left processes behind
-                if processes_of(uid, zombies=True):
-                    # Zombies of the last run, not yet reaped by init, still count against
-                    # RLIMIT_NPROC: this run could not fork. Take another slot.
-                    os.close(fd)
-                    continue
+            if processes_of(uid, zombies=True):
+                # Processes of the last run in this slot, killed but not yet reaped (bubblewrap's PID
+                # namespace kills them all when it ends, and init reaps them a moment later), still
+                # count against RLIMIT_NPROC: the harness could not fork. Take another slot.
+                os.close(fd)
+                continue
             try:
                 yield uid
             finally:
