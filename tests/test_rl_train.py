@@ -87,6 +87,7 @@ def test_grpo_steps_change_the_weights_and_log_the_rewards(trained):
     history = json.loads((trained.out / "checkpoints" / "checkpoint-3" / "trainer_state.json").read_text())
     logs = [h for h in history["log_history"] if "reward" in h]
     assert len(logs) == 3 and any(h["reward_std"] > 0 for h in logs)
+    assert list((trained.out / "checkpoints" / "runs").rglob("events.out.tfevents.*"))  # the local run log
 
 
 def test_final_model_keeps_the_students_tokenizer_and_stop(trained):

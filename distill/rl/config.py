@@ -87,7 +87,9 @@ class RLConfig:
     """Checkpoint every N optimizer steps; a rerun resumes from the last complete one."""
     save_total_limit: int = 2
     logging_steps: int = 1
-    report_to: str = "none"
+    report_to: str = "tensorboard"
+    """Where the run log goes: TensorBoard event files under out/rl/<size>/checkpoints/runs/ (local, as for
+    training), wandb, or none."""
     log_completions: bool = False
 
     overwrite: bool = False
