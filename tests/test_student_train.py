@@ -288,7 +288,10 @@ def test_dry_run_prints_the_launch(capsys, tmp_path, monkeypatch):
     monkeypatch.delenv("MASTER_ADDR", raising=False)
     assert run("70b", tmp_path / "clean.jsonl", tmp_path / "out", overrides=["dry_run=true"]) is None
     printed = capsys.readouterr().out
-    assert "Hardware: 8 nodes x 8 H100" in printed and "Wall time: ~8.5 h" in printed
+    # Computed from the preset (not read from its comments): the wall time follows the epochs asked for.
+    assert "hardware: 8 node(s) x 8 device(s) = 64, zero3, bf16" in printed and "wall time: ~8.5 h" in printed
+    run("70b", tmp_path / "clean.jsonl", tmp_path / "out", overrides=["dry_run=true", "num_epochs=4"])
+    assert "wall time: ~17.0 h" in capsys.readouterr().out
     assert "--num_machines 8 --num_processes 64 --mixed_precision bf16 --machine_rank '$NODE_RANK'" in printed
     assert run("7b", tmp_path / "clean.jsonl", tmp_path / "out", gpus=1, overrides=["dry_run=true"]) is None
     assert "2 per device x 64 accumulation x 1 devices = 128" in capsys.readouterr().out

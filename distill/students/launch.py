@@ -371,6 +371,23 @@ def estimate_memory(cfg: StudentConfig, arch: Architecture) -> MemoryEstimate:
     return MemoryEstimate(terms=terms, total_gib=total, gpu_gib=cfg.gpu_memory_gib)
 
 
+def plan_report(cfg: StudentConfig, traces: int = 100_000, tokens_per_trace: int = 6_000) -> list[str]:
+    """Dry-run lines computed from the preset (never parsed from its comments): the hardware of the
+    launch and the wall time of `traces` traces of `tokens_per_trace` tokens for its epochs."""
+    hardware = (f"hardware: {cfg.nodes} node(s) x {cfg.gpus_per_node} device(s) = {cfg.devices}, "
+                f"{cfg.parallelism}{', bf16' if cfg.bf16 else ''}")
+    arch = None if cfg.base.startswith("toy://") else architecture(cfg.base)
+    if arch is None:
+        return [hardware]
+    tokens = traces * tokens_per_trace * cfg.num_epochs
+    params = arch.parameters()
+    hours = estimate_hours(params / 1e9, tokens, cfg.devices, lora=cfg.lora,
+                           checkpointing=cfg.gradient_checkpointing)
+    return [hardware, f"wall time: ~{hours:.1f} h for {traces:,} traces of ~{tokens_per_trace:,} tokens x "
+                      f"{cfg.num_epochs:g} epochs ({tokens / 1e9:.1f}B tokens, {params / 1e9:.2f}B parameters, "
+                      f"35% MFU of an H100's bf16 peak; linear in tokens)"]
+
+
 def memory_report(cfg: StudentConfig) -> list[str]:
     """Dry-run lines: the estimate per GPU and, when it does not fit, the presets' ways out with their estimates."""
     if cfg.base.startswith("toy://"):

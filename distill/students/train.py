@@ -32,7 +32,7 @@ from distill.config import ConfigError, to_dict
 from distill.models import check_model, resolve_model
 from distill.students.card import read_record, write_card, write_record
 from distill.students.config import StudentConfig, load_student_config
-from distill.students.launch import (check_shared_filesystem, format_command, launch_command, memory_report,
+from distill.students.launch import (check_shared_filesystem, format_command, launch_command, memory_report, plan_report,
                                      node_rank_and_master)
 
 log = logging.getLogger(__name__)
@@ -147,11 +147,9 @@ def run(size: str, data: Path, out_dir: Path, nodes: int | None = None, gpus: in
                                  cpu=cpu and cfg.parallelism == "ddp", machine_rank=rank, main_process_ip=master,
                                  main_process_port=rendezvous_port(cfg))
     if cfg.dry_run:
-        header = [line[2:] for line in preset.read_text().splitlines()[:8]
-                  if line.startswith(("# Hardware", "# Wall time"))]
         batch = cfg.per_device_batch_size * cfg.gradient_accumulation_steps * cfg.data_parallel
         groups = f" / context_parallel {cfg.context_parallel}" if cfg.context_parallel > 1 else ""
-        print("\n".join([f"preset: {preset}", *header, f"data: {data}",
+        print("\n".join([f"preset: {preset}", *plan_report(cfg), f"data: {data}",
                          (f"batch: {cfg.per_device_batch_size} per device x {cfg.gradient_accumulation_steps} "
                           f"accumulation x {cfg.devices} devices{groups} = {batch}"),
                          *memory_report(cfg),
