@@ -105,11 +105,13 @@ def run(size: str, fmt: str | None, out: str | Path, host: str = "127.0.0.1", po
         student: str | Path | None = None, dry_run: bool = False) -> ServeCommand:
     path = served_path(size, fmt, out, student)
     cmd = serve_command(path, host, port)
-    size_name = Path(size).stem
-    column = f"--student {path} " if fmt else ""
+    from distill.paths import menu_name
+
     print(f"serving {path} with {cmd.engine} at {cmd.url} (model name: {cmd.model})")
-    print(f"evaluate through it: make eval SIZE={size_name} OUT=<another out> ARGS=\"{column}roles=[student] "
-          f"backend=openai backend_options.base_url={cmd.url}\"")
+    # --student names the served folder: the request's `model` must be that path, and another OUT
+    # keeps these results apart from the hf backend's.
+    print(f"evaluate through it: make eval SIZE={menu_name(size)} OUT=<another out> ARGS=\"--student {path} "
+          f"roles=[student] backend=openai backend_options.base_url={cmd.url}\"")
     print("$ " + " ".join(cmd.argv), flush=True)
     if not dry_run:
         os.execv(cmd.argv[0] if os.path.isabs(cmd.argv[0]) else shutil.which(cmd.argv[0]) or cmd.argv[0], cmd.argv)
