@@ -7,9 +7,19 @@ from pathlib import Path
 
 from distill.export.serve import serve_command
 
+
 def test_cpu_serves_with_transformers_serve_on_loopback(tiny_qwen2):
     cmd = serve_command(Path(tiny_qwen2), "127.0.0.1", 8123, gpu=False)
     assert cmd.engine == "transformers serve" and cmd.url == "http://127.0.0.1:8123/v1"
-    assert cmd.argv[1:] == ["serve", str(tiny_qwen2), "--host", "127.0.0.1", "--port", "8123", "--device", "cpu"]
+    assert cmd.argv[1:] == [
+        "serve",
+        str(tiny_qwen2),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "8123",
+        "--device",
+        "cpu",
+    ]
     gpu = serve_command(Path(tiny_qwen2), "127.0.0.1", 8123, gpu=True)
     assert gpu.argv[:3] == ["vllm", "serve", str(tiny_qwen2)] and "deepseek_r1" in gpu.argv
