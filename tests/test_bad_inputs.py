@@ -1,4 +1,4 @@
-"""Bad inputs through the real CLI (issue 21): each is one short message and exit 2, nothing is
+"""Bad inputs through the real CLI: each is one short message and exit 2, nothing is
 lost or overwritten, and nothing succeeds silently on no data.
 
 Everything here fails before a model loads: pure Python plus `import torch`, seconds in all.

@@ -1,4 +1,4 @@
-"""The training benches count the work each side did (issue 21, item 5).
+"""The training benches count the work each side did, and stop when the two sides differ.
 
 `bench/peers_training.py --quick` once reported the tiny preset at 0.012 of a bare loop: the
 preset's `max_steps: 1000` made it run 1,000 steps while the bench counted the tokens of 20.

@@ -1,4 +1,4 @@
-"""Benchmarks from the wild (issue 21, item 4): GPQA as commonly distributed, a benchmark file with
+"""Benchmarks from the wild: GPQA as commonly distributed, a benchmark file with
 other column names given from the eval command line, and preset eval defaults that stay with
 the preset's own benchmark. Pure Python: no model is loaded.
 """

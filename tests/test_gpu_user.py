@@ -1,4 +1,4 @@
-"""What a GPU user hits first (issue 18): the toy-traces default, kernels, installs, provenance.
+"""What a GPU user hits first: the toy-traces default, kernels, installs, provenance.
 
 Pure Python or tiny CPU work only; the GPU paths are checked through the choices they make.
 """

@@ -1,4 +1,4 @@
-"""Golds math-verify would misread (issue 23.3) and GSM8K's own answer markers (issue 21.4).
+"""Golds math-verify would misread, and GSM8K's own answer markers read by the default fallback.
 
 A gold that parses to a fragment of itself would accept an answer equal to that fragment: the gold
 `\\frac \\pi4 + 2 - \\sqrt2` read as 2 scored a bare 2 right and the right answer wrong.
