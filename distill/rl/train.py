@@ -150,45 +150,26 @@ def prepare_run_dir(cfg: RLConfig, out_dir: Path, fingerprint: dict[str, str]) -
 
 
 def grpo_arguments(cfg: RLConfig, out_dir: Path, cpu: bool) -> dict[str, Any]:
-    """GRPOConfig fields from the recipe."""
-    kwargs: dict[str, Any] = {
-        "output_dir": str(out_dir / "checkpoints"),
-        "per_device_train_batch_size": cfg.per_device_batch_size,
-        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+    """GRPOConfig fields from the recipe: the trainer fields every stage shares, then GRPO's own."""
+    from distill.students.train import trainer_arguments
+
+    kwargs = trainer_arguments(cfg, out_dir, cpu=cpu)
+    kwargs.update({
         "num_generations": cfg.num_generations,
         "max_completion_length": cfg.max_completion_length,
         "temperature": cfg.temperature,
         "top_p": cfg.top_p,
-        "learning_rate": cfg.learning_rate,
-        "lr_scheduler_type": cfg.lr_scheduler,
-        "warmup_steps": cfg.warmup_ratio,  # a float below 1 is a fraction of all steps in transformers 5
-        "num_train_epochs": cfg.num_epochs,
-        "max_steps": cfg.max_steps,
         "beta": cfg.beta,
         "loss_type": cfg.loss_type,
         "scale_rewards": cfg.scale_rewards,
         "epsilon": cfg.epsilon,
         "num_iterations": cfg.num_iterations,
         "reward_weights": cfg.weights(),
-        "weight_decay": cfg.weight_decay,
-        "max_grad_norm": cfg.max_grad_norm,
-        "seed": cfg.seed,
-        "data_seed": cfg.seed,
-        "bf16": cfg.bf16 and not cpu,
         "activation_checkpointing": cfg.gradient_checkpointing and not cpu,
-        "save_strategy": "steps",
-        "save_steps": cfg.save_steps,
-        "save_total_limit": cfg.save_total_limit,
-        "logging_steps": cfg.logging_steps,
-        "report_to": [] if cfg.report_to == "none" else [cfg.report_to],
         "log_completions": cfg.log_completions,
-        "use_cpu": cpu,
-        "dataloader_num_workers": 0,
         "use_liger_kernel": cfg.use_liger_kernel and not cpu,
         "use_vllm": cfg.use_vllm and not cpu,
-    }
-    if cfg.lr_scheduler == "cosine_with_min_lr":
-        kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": cfg.min_lr_rate}
+    })
     if kwargs["activation_checkpointing"]:
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     if kwargs["use_vllm"]:

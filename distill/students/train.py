@@ -500,8 +500,9 @@ def special_token_rows(model, tokenizer, tokens: tuple[str, ...]) -> dict[str, l
     return rows
 
 
-def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_size: int) -> dict[str, Any]:
-    """TrainingArguments fields shared by the SFT and KD configs."""
+def trainer_arguments(cfg: Any, out_dir: Path, *, cpu: bool) -> dict[str, Any]:
+    """The TrainingArguments fields every stage's trainer takes the same way from its recipe (the
+    student's SFT/KD config and the RL stage's GRPO config): batch, schedule, optimiser, checkpoints, logs."""
     kwargs: dict[str, Any] = {
         "output_dir": str(out_dir / "checkpoints"),
         "per_device_train_batch_size": cfg.per_device_batch_size,
@@ -516,7 +517,6 @@ def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_si
         "seed": cfg.seed,
         "data_seed": cfg.seed,
         "bf16": cfg.bf16 and not cpu,
-        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
         "save_strategy": "steps",
         "save_steps": cfg.save_steps,
         "save_total_limit": cfg.save_total_limit,
@@ -524,11 +524,20 @@ def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_si
         "report_to": [] if cfg.report_to == "none" else [cfg.report_to],
         "use_cpu": cpu,
         "dataloader_num_workers": 0,
-        "use_liger_kernel": cfg.use_liger_kernel,
-        "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random",
     }
     if cfg.lr_scheduler == "cosine_with_min_lr":
         kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": cfg.min_lr_rate}
+    return kwargs
+
+
+def training_arguments(cfg: StudentConfig, out_dir: Path, *, cpu: bool, world_size: int) -> dict[str, Any]:
+    """TrainingArguments fields shared by the SFT and KD configs."""
+    kwargs = trainer_arguments(cfg, out_dir, cpu=cpu)
+    kwargs.update({
+        "activation_checkpointing": cfg.gradient_checkpointing,  # transformers 5's name for gradient checkpointing
+        "use_liger_kernel": cfg.use_liger_kernel,
+        "train_sampling_strategy": "group_by_length" if cfg.group_by_length else "random",
+    })
     if cfg.gradient_checkpointing:
         kwargs["activation_checkpointing_kwargs"] = {"use_reentrant": False}
     if cpu and world_size > 1:
