@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 def evaluate_export(size: str, preset_path: Path, student: Path, tmp: Path, final: Path, fmt: str,
                     info: dict[str, Any], eval_overrides: list[str], out: Path, cfg: Any) -> dict[str, Any]:
-    from distill.paths import eval_dir
+    from distill.paths import eval_dir, menu_name
     from distill.eval.config import load_eval_config
     from distill.eval.run import load_benchmark, model_column, name_of, sampling_params, weights_fingerprint
 
@@ -35,7 +35,7 @@ def evaluate_export(size: str, preset_path: Path, student: Path, tmp: Path, fina
     # The student column is the `make eval` one: same folder, same run key, shared samples.
     student_col = model_column("student", str(student), eval_dir(out, size) / "student", ecfg)
     result: dict[str, Any] = {
-        "size": Path(size).stem, "format": fmt, "student": str(student), "export": str(final),
+        "size": menu_name(size), "format": fmt, "student_model": str(student), "export": str(final),
         "protocol": {"benchmarks": list(benchmarks), "problems": {b: len(p) for b, p in benchmarks.items()},
                      "k": {b: ecfg.samples_for(b) for b in benchmarks}, "temperature": params.temperature,
                      "top_p": params.top_p, "max_tokens": params.max_tokens, "seed": ecfg.seed,

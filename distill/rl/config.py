@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
 
 from distill.config import ConfigError, load_config, load_yaml, menu_path
 from distill.rl.rewards import REWARDS
