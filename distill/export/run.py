@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
-from distill.paths import export_dir
+from distill.paths import export_dir, menu_name
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def check_student(student: Path, size: str) -> Path:
     if not (student / "config.json").exists():
         what = "is not a model folder (no config.json)" if student.is_dir() else "does not exist"
         raise ConfigError(f"no student to export: {student} {what}. Train it first with `make student "
-                          f"SIZE={Path(size).stem}`, or point --student at a model folder")
+                          f"SIZE={menu_name(size)}`, or point --student at a model folder")
     return student
 
 
@@ -140,7 +140,7 @@ def run(size: str, fmt: str, student: Path, out: Path, overrides: list[str] | No
             info = _export_compressed(student, tmp, fmt, cfg, data)
         else:
             info = _export_gguf(student, tmp, size, cfg)
-        info.update(format=fmt, size=Path(size).stem, student=str(student), config=to_dict(cfg),
+        info.update(format=fmt, size=menu_name(size), student=str(student), config=to_dict(cfg),
                     export_seconds=round(time.monotonic() - start, 1), student_bytes=weights_bytes(student))
         (tmp / "export.json").write_text(json.dumps(info, indent=2, default=str) + "\n")
         log.info("exported %s as %s in %.0f s", student, fmt, time.monotonic() - start)
@@ -208,7 +208,7 @@ def _export_compressed(student: Path, tmp: Path, fmt: str, cfg: ExportConfig, da
 def _export_gguf(student: Path, tmp: Path, size: str, cfg: ExportConfig) -> dict[str, Any]:
     from distill.export import gguf
 
-    name = Path(size).stem
+    name = menu_name(size)
     variants: dict[str, Any] = {}
     q8 = gguf.convert(student, tmp / f"{name}-q8_0.gguf", "q8_0")
     variants["q8_0"] = gguf.describe(q8)

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.config import ConfigError
+from distill.paths import menu_name
 
 
 @dataclass
@@ -59,16 +60,16 @@ def served_path(size: str, fmt: str | None, out: str | Path, student: str | Path
     if fmt is None:
         path = Path(student) if student else student_dir(out, size) / "final"
         if not (path / "config.json").exists():
-            raise ConfigError(f"no student at {path}: train it with `make student SIZE={Path(size).stem}` "
+            raise ConfigError(f"no student at {path}: train it with `make student SIZE={menu_name(size)}` "
                               "(or give --student)")
         return path
     folder = export_dir(out, size, check_format(fmt))
     if not folder.is_dir():
-        raise ConfigError(f"no {fmt} export at {folder}: make it with `make export SIZE={Path(size).stem} FORMAT={fmt}`")
+        raise ConfigError(f"no {fmt} export at {folder}: make it with `make export SIZE={menu_name(size)} FORMAT={fmt}`")
     if fmt == "gguf":
         files = sorted(folder.glob("*-q8_0.gguf")) or sorted(folder.glob("*.gguf"))
         if not files:
-            raise ConfigError(f"{folder} holds no .gguf file; rerun `make export SIZE={Path(size).stem} FORMAT=gguf`")
+            raise ConfigError(f"{folder} holds no .gguf file; rerun `make export SIZE={menu_name(size)} FORMAT=gguf`")
         return files[0]
     return folder
 
@@ -105,8 +106,6 @@ def run(size: str, fmt: str | None, out: str | Path, host: str = "127.0.0.1", po
         student: str | Path | None = None, dry_run: bool = False) -> ServeCommand:
     path = served_path(size, fmt, out, student)
     cmd = serve_command(path, host, port)
-    from distill.paths import menu_name
-
     print(f"serving {path} with {cmd.engine} at {cmd.url} (model name: {cmd.model})")
     # --student names the served folder: the request's `model` must be that path, and another OUT
     # keeps these results apart from the hf backend's.

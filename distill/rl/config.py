@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from distill.config import ConfigError, load_config, load_yaml, menu_path
+from distill.paths import menu_name
 from distill.rl.rewards import REWARDS
 
 
@@ -130,17 +131,12 @@ class RLConfig:
         return [float(self.reward_weights.get(name, 1.0)) for name in self.rewards]
 
 
-def size_name(size: str | Path) -> str:
-    """'1.5b' -> '1.5b' (Path('1.5b').stem would be '1'); 'my/preset.yaml' -> 'preset'."""
-    return Path(size).stem if str(size).endswith((".yaml", ".yml")) else str(size)
-
-
 def load_rl_config(size: str | Path, overrides: list[str] | None = None) -> tuple[RLConfig, Path]:
     """The `rl:` block of students/<size>.yaml + key=value overrides, validated."""
     path = menu_path("students", size)
     block = load_yaml(path).get("rl")
     if block is None:
-        raise ConfigError(f"{path} has no `rl:` block, so `make rl SIZE={size_name(size)}` has no recipe; add one "
+        raise ConfigError(f"{path} has no `rl:` block, so `make rl SIZE={menu_name(size)}` has no recipe; add one "
                           f"(see students/1.5b.yaml) or use a size that has it")
     if not isinstance(block, dict):
         raise ConfigError(f"{path}: key 'rl' must be a mapping of RLConfig keys, got {block!r:.60}")
@@ -152,4 +148,4 @@ def load_rl_config(size: str | Path, overrides: list[str] | None = None) -> tupl
     return cfg, path
 
 
-__all__ = ["RLConfig", "load_rl_config", "size_name"]
+__all__ = ["RLConfig", "load_rl_config"]

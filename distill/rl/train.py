@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from distill.config import ConfigError, to_dict
-from distill.rl.config import RLConfig, load_rl_config, size_name
+from distill.paths import menu_name
+from distill.rl.config import RLConfig, load_rl_config
 from distill.students.card import read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ def run(size: str, student: Path, out_dir: Path, prompts: str | None = None,
     check_student(student, size)
     prompt_set = prompts or cfg.prompts
     if not prompt_set:
-        raise ConfigError(f"make rl SIZE={size_name(size)} needs PROMPTS: a prompt set with reference answers "
+        raise ConfigError(f"make rl SIZE={menu_name(size)} needs PROMPTS: a prompt set with reference answers "
                           f"(ls datasets/, e.g. PROMPTS=openr1-math), or `prompts:` in the rl block of {preset.name}")
     rows = load_rl_prompts(prompt_set, cfg)
     fingerprint = {"student": student_fingerprint(student), "prompts": prompts_sha256(rows)}
@@ -63,7 +64,7 @@ def run(size: str, student: Path, out_dir: Path, prompts: str | None = None,
                  out_dir / "final")
         write_card(out_dir)
         return out_dir / "final"
-    record.update({"size": size_name(size), "preset": str(preset), "config": to_dict(cfg), "fingerprint": fingerprint,
+    record.update({"size": menu_name(size), "preset": str(preset), "config": to_dict(cfg), "fingerprint": fingerprint,
                    "student": str(student), "teacher": teacher,
                    "prompts": {"set": prompt_set, "overrides": list(cfg.prompt_overrides), "count": len(rows),
                                "tasks": sorted({r["task"] for r in rows})}})
@@ -78,7 +79,7 @@ def run(size: str, student: Path, out_dir: Path, prompts: str | None = None,
 def check_student(student: Path, size: str) -> None:
     if not (student / "config.json").exists():
         raise ConfigError(f"no SFT student at {student} (no config.json): train it first with "
-                          f"`make student SIZE={size_name(size)} TEACHER=... PROMPTS=...`, or point --student at a "
+                          f"`make student SIZE={menu_name(size)} TEACHER=... PROMPTS=...`, or point --student at a "
                           f"model folder")
 
 

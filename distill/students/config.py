@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill.config import ConfigError, load_config, menu_path
+from distill.paths import menu_name, traces_dir
 
 
 @dataclass(frozen=True)
@@ -350,7 +351,6 @@ def training_data(size: str | Path, *, out: str | Path, teacher: str | None, pro
     `traces:` in its preset) it stops with an error that names them. `make rl` / `make export`
     resolve their data the same way.
     """
-    from distill.paths import traces_dir
 
     if data:
         return Path(data)
@@ -366,9 +366,9 @@ def training_data(size: str | Path, *, out: str | Path, teacher: str | None, pro
         return traces_dir(out, *named.split("/")) / "clean.jsonl"
     missing = " and ".join(n for n, v in (("TEACHER", teacher), ("PROMPTS", prompts)) if not v)
     raise ConfigError(
-        f"make {stage} SIZE={Path(size).stem} needs {missing}: which traces to train on "
+        f"make {stage} SIZE={menu_name(size)} needs {missing}: which traces to train on "
         f"(out/traces/<TEACHER>/<PROMPTS>/clean.jsonl). Only SIZE=tiny defaults to the toy traces. "
-        f"Run e.g. `make {stage} SIZE={Path(size).stem} TEACHER=r1 PROMPTS=openr1-math` (ls teachers/ datasets/), "
+        f"Run e.g. `make {stage} SIZE={menu_name(size)} TEACHER=r1 PROMPTS=openr1-math` (ls teachers/ datasets/), "
         f"pass a file with --data, or name the traces in {path.name} (`traces: <teacher>/<prompts>`)")
 
 

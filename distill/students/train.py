@@ -30,6 +30,7 @@ from typing import Any
 
 from distill.config import ConfigError, to_dict
 from distill.models import check_model, resolve_model
+from distill.paths import menu_name
 from distill.students.card import read_record, write_card, write_record
 from distill.students.config import StudentConfig, load_student_config
 from distill.students.launch import (check_shared_filesystem, format_command, launch_command, memory_report, plan_report,
@@ -292,7 +293,7 @@ def prepare_run_dir(cfg: StudentConfig, data: Path, out_dir: Path, preset: Path,
     out_dir.mkdir(parents=True, exist_ok=True)
     if trained and record.get("config"):
         return  # same recipe: keep the record (and its results) as they are
-    write_record(out_dir, {"size": Path(size).stem, "preset": str(preset), "config": to_dict(cfg),
+    write_record(out_dir, {"size": menu_name(size), "preset": str(preset), "config": to_dict(cfg),
                            "data_sha256": sha, "launch": launch or "in-process"})
 
 
