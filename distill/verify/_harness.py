@@ -415,6 +415,10 @@ class _SolutionError(Exception):
 class _SolutionExit(BaseException):
     """The program called exit(), died or broke the channel while the tests were calling it."""
 
+    def __init__(self, message, called_exit=False):
+        super().__init__(message)
+        self.called_exit = called_exit  # False: the process is gone or garbled, and the judge ends as it did
+
 
 _REMOTE_TYPES = {}
 
@@ -451,7 +455,7 @@ class _Link:
         if isinstance(reply.get("raise"), dict):
             raise _remote_exception(reply["raise"])
         if "exit" in reply:
-            raise _SolutionExit(f"exit() during the tests (status {str(reply['exit'])[:40]})")
+            raise _SolutionExit(f"exit() during the tests (status {str(reply['exit'])[:40]})", called_exit=True)
         try:
             return cls.codec.decode(reply.get("value"), reply.get("table"), existing=objects)[0]
         except (_ChannelBroken, ValueError, TypeError, AttributeError, OverflowError) as e:
@@ -776,7 +780,7 @@ def _judge_check(p, g, sock, pid, out):
             else:
                 g["check"](g[entry])
     except _SolutionExit as e:
-        if "exit()" not in str(e):
+        if not e.called_exit:
             _mirror(pid, out)  # the program died (a limit, a signal, os._exit): end as it did
         status, error = "runtime_error", str(e)
     except _SolutionError as e:
