@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 CPU_TORCH = "torch==2.13.0"  # the release whose CPU wheel our CI machines carry
-EXTRAS = "[dev,serve]"
+EXTRAS = "[dev,serve,export]"  # export: compressed-tensors and gguf (small, pure Python), so make export works as shown
 # The gpu extra of pyproject.toml, by package: flash-attn goes alone (it builds against the installed
 # torch, so without build isolation, and may fail); a test keeps these equal to the extra.
 FLASH_ATTN = "flash-attn>=2.7"

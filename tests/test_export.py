@@ -8,6 +8,7 @@ the cached converter (python -m distill.export.llama_cpp) is absent.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -131,6 +132,27 @@ def test_a_failed_export_leaves_no_folder_and_keeps_the_previous_one(tmp_path, t
         run.run("tiny", "fp8", tiny_qwen2, tmp_path, ["evaluate=false"])
     assert sorted(p.name for p in final.parent.iterdir()) == ["tiny-fp8"]  # no temp folder left
     assert json.loads((final / "eval.json").read_text()) == {"retained": 1.0}
+
+
+def test_a_killed_exports_temporary_folder_goes_and_a_running_ones_stays(tmp_path, tiny_qwen2, monkeypatch):
+    """SIGKILL skips the cleanup: the next export removes the folder of a dead process, not of a live one."""
+    import subprocess
+    import sys
+
+    from distill.export import quantize, run
+    from distill.paths import export_dir
+
+    final = export_dir(tmp_path, "tiny", "fp8")
+    final.parent.mkdir(parents=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = final.with_name(f".{final.name}.tmp-{int(dead.stdout)}")
+    alive = final.with_name(f".{final.name}.tmp-{os.getppid()}")
+    for folder in (killed, alive):
+        folder.mkdir()
+        (folder / "model.safetensors").write_text("half")
+    monkeypatch.setattr(quantize, "quantize_student", lambda *a, **k: {"layers": 0})
+    run.run("tiny", "fp8", tiny_qwen2, tmp_path, ["evaluate=false"])
+    assert not killed.exists() and alive.exists() and (final / "export.json").exists()
 
 
 def test_eval_json_compares_export_and_student_on_the_same_samples(tmp_path, tiny_qwen2):

@@ -166,17 +166,17 @@ def run_install(tmp_path, monkeypatch, *, gpu: bool, flash_fails: bool = False):
 
 def test_install_adds_the_gpu_extra_only_where_nvidia_smi_runs(tmp_path, monkeypatch):
     cpu = run_install(tmp_path / "cpu", monkeypatch, gpu=False)
-    assert cpu[-1].endswith("[dev,serve]") and not any("flash" in c or "deepspeed" in c for c in cpu)
+    assert cpu[-1].endswith("[dev,serve,export]") and not any("flash" in c or "deepspeed" in c for c in cpu)
     gpu = run_install(tmp_path / "gpu", monkeypatch, gpu=True)
     assert any(c.endswith("--no-build-isolation flash-attn>=2.7") for c in gpu)
-    assert gpu[-1].endswith("[dev,serve,gpu]")
+    assert gpu[-1].endswith("[dev,serve,export,gpu]")
 
 
 def test_install_goes_on_without_flash_attn_and_says_what_runs_instead(tmp_path, monkeypatch, capsys):
     calls = run_install(tmp_path, monkeypatch, gpu=True, flash_fails=True)
     out = capsys.readouterr().out
     assert "flash-attn did not install" in out and "fall back to sdpa" in out and "FLASH_ATTN_SPEC" in out
-    assert any(c.endswith("deepspeed>=0.16 liger-kernel>=0.5") for c in calls) and calls[-1].endswith("[dev,serve]")
+    assert any(c.endswith("deepspeed>=0.16 liger-kernel>=0.5") for c in calls) and calls[-1].endswith("[dev,serve,export]")
 
 
 def test_gpu_extra_matches_the_installer_and_headers_name_make_install():

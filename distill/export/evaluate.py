@@ -101,6 +101,8 @@ def _scores(col: Any, benchmarks: dict[str, list], ecfg: Any, params: Any) -> di
 
     backend = _Lazy(col.make_backend, col.label)
     per: dict[str, Any] = {}
+    # What this call generated (samples reused from an earlier run cost nothing and are not timed).
+    work = {"generated": 0, "reused": 0, "completion_tokens": 0, "seconds": 0.0}
     try:
         for bench, prompts in benchmarks.items():
             store = ResultStore(col.folder / f"{bench}.jsonl", run_key(col.identity, params))
@@ -109,6 +111,8 @@ def _scores(col: Any, benchmarks: dict[str, list], ecfg: Any, params: Any) -> di
                                                                       "benchmark": bench},
                                 chunk=col.chunk, score_workers=ecfg.score_workers, seed=ecfg.seed,
                                 score_timeout=ecfg.score_timeout, fallback=ecfg.answer_fallback)
+            for key in work:
+                work[key] += getattr(progress, key)
             if progress.failed:
                 raise RuntimeError(f"{col.label} {bench}: {progress.failed} sample(s) failed in the backend")
             table, _ = store.table(prompts, k)
@@ -120,4 +124,7 @@ def _scores(col: Any, benchmarks: dict[str, list], ecfg: Any, params: Any) -> di
     finally:
         backend.release()
     means = [v["pass@1"]["mean"] for v in per.values()]
-    return {"benchmarks": per, "pass@1_mean": round(sum(means) / len(means), 4)}
+    work["seconds"] = round(work["seconds"], 2)
+    if work["generated"] and work["seconds"] > 0:
+        work["tokens_per_s"] = round(work["completion_tokens"] / work["seconds"], 1)
+    return {"benchmarks": per, "pass@1_mean": round(sum(means) / len(means), 4), "generation": work}

@@ -130,6 +130,7 @@ def run(size: str, fmt: str, student: Path, out: Path, overrides: list[str] | No
                               f"run `make filter` for them, pass --data, or use w8a8_activations=dynamic")
     final = export_dir(out, size, fmt)
     final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(final)
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
@@ -164,6 +165,18 @@ def run(size: str, fmt: str, student: Path, out: Path, overrides: list[str] | No
         raise
     _print_summary(final, result)
     return result
+
+
+def _remove_stale(final: Path) -> None:
+    """Delete the temporary folders of exports killed before they could clean up (SIGKILL, SIGTERM)."""
+    for tmp in final.parent.glob(f".{final.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        try:
+            os.kill(int(pid), 0)  # a live process: another export of the same format is running
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
 
 
 def weights_bytes(folder: Path) -> int:

@@ -187,6 +187,8 @@ class StudentConfig:
     """EvalConfig keys used by `make eval SIZE=<size>` (benchmarks, k, max_tokens, ...); read by distill.eval.run."""
     rl: dict[str, Any] | None = None
     """The GRPO recipe of `make rl SIZE=<size>` (distill.rl.config.RLConfig keys); SFT does not read it."""
+    export: dict[str, Any] | None = None
+    """`make export SIZE=<size>` settings (distill.export.run.ExportConfig keys, e.g. gguf_4bit); SFT does not read it."""
 
     # ---- data: several clean trace sets instead of one (distill/students/mixture.py)
     mixture: list[dict[str, Any]] | None = None

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 # Keys that may change between a run and its resumption without changing what is trained.
 RUN_CONTROL_KEYS = {
     "save_steps", "save_total_limit", "logging_steps", "report_to", "dataset_num_proc", "torch_threads",
-    "eval_callback", "eval", "rl", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
+    "eval_callback", "eval", "rl", "export", "overwrite", "dry_run", "token_metrics", "fused_lm_head", "nodes", "gpus_per_node",
     "per_device_batch_size", "gradient_accumulation_steps", "traces",
     # parallel layout and launch checks: global_batch_size stays, so the same steps on other hardware
     "context_parallel", "gpu_memory_gib", "shared_fs_timeout_s",
