@@ -66,7 +66,7 @@ def generation(model_dir: Path, max_tokens: int, repeats: int) -> dict:
         backend = load_teacher(TeacherConfig(name="bench", backend="hf", model=str(model_dir), batch_size=batch,
                                              device="cpu"))
         out["model_params_m"] = round(sum(p.numel() for p in backend.model.parameters()) / 1e6, 2)
-        params = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=max_tokens, n=1, seed=0)
+        params = SamplingParams(max_tokens=max_tokens, n=1, seed=0)  # R1 temperature and top_p
         backend.generate([prompts[0].messages], params)  # warm-up
         best_tok, best_prob = 0.0, 0.0
         for _ in range(repeats):
@@ -87,7 +87,7 @@ def eval_loop(model_dir: Path, max_tokens: int, repeats: int, bare_problems_per_
 
     prompts = problems(64)
     backend = load_teacher(TeacherConfig(name="bench", backend="hf", model=str(model_dir), batch_size=32, device="cpu"))
-    params = SamplingParams(temperature=0.6, top_p=0.95, max_tokens=max_tokens)
+    params = SamplingParams(max_tokens=max_tokens)  # R1 temperature and top_p
     backend.generate([p.messages for p in prompts[:32]], params)  # warm-up, as for the bare figures
     score_completions([(prompts[0], Completion("", "\\boxed{1}", "stop"))], workers=0)
     best = 0.0

@@ -10,7 +10,8 @@
     distill serve --size 7b --format fp8
     distill demo
 
-Trailing `key=value` arguments override the stage's YAML config. Each stage's code is imported
+Trailing `key=value` arguments are dotted paths into the stage's config dataclass (TracesConfig,
+FilterConfig, StudentConfig, EvalConfig, ...), laid over its YAML. Each stage's code is imported
 only when that stage runs, so `distill --help` is instant and pulls in no torch.
 """
 
@@ -84,15 +85,8 @@ def _filter(a: argparse.Namespace) -> None:
         input_file(a.input, "--input", "traces, one Trace per line")
     what = f"--input {a.input}" if a.input and a.out is None else f"--out {a.out or 'out'}"
     folder = writable_dir(filter_folder(a), what)
-    # push_to_hub=<org/name> (with license=, hub_endpoint=) uploads the clean set afterwards; not filter options.
-    hub = {k: v for k, _, v in (o.partition("=") for o in a.overrides) if k in ("push_to_hub", "license", "hub_endpoint")}
-    overrides = [o for o in a.overrides if o.partition("=")[0] not in hub]
     run(input_path=Path(a.input) if a.input else folder / "raw.jsonl", out_dir=folder,
-        teacher=a.teacher, recipe=a.recipe, overrides=overrides)
-    if hub.get("push_to_hub"):
-        from distill.hub import push_trace_set
-
-        push_trace_set(folder, hub["push_to_hub"], endpoint=hub.get("hub_endpoint"), license=hub.get("license"))
+        teacher=a.teacher, recipe=a.recipe, overrides=a.overrides)
 
 
 def _student(a: argparse.Namespace) -> None:
@@ -189,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     def stage(name: str, help: str, fn) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help, description=help)
         p.add_argument("--out", default=None, help="output root (default: out/)")
-        p.add_argument("overrides", nargs="*", metavar="key=value", help="override config keys, e.g. temperature=0.7")
+        p.add_argument("overrides", nargs="*", metavar="key=value", help="dotted paths into the stage's config, e.g. limit=10 teacher.sampling.temperature=0.7")
         p.set_defaults(fn=fn)
         return p
 

@@ -1,9 +1,13 @@
 """YAML -> frozen dataclasses, with `key=value` overrides and unknown keys rejected.
 
-Each stage owns its config dataclass (`TeacherConfig`, `PromptSetConfig`, `StudentConfig`,
-`EvalConfig`); this module only maps plain data onto them:
+Each stage owns its config dataclass (`TracesConfig` holding a `TeacherConfig` and a
+`PromptSetConfig`, `FilterConfig`, `StudentConfig`, `EvalConfig`); this module only maps plain
+data onto them:
 
-    cfg = load_config(TeacherConfig, "teachers/r1.yaml", ["temperature=0.7", "concurrency=64"])
+    cfg = load_config(TeacherConfig, "teachers/r1.yaml", ["sampling.temperature=0.7", "concurrency=64"])
+
+Overrides are dotted paths into the dataclass (`sampling.temperature=0.7` sets
+`cfg.sampling.temperature`); `parse_overrides` nests them and `merge` lays them over the YAML.
 
 Field docstrings in those dataclasses are the help text. Types are coerced from the hints:
 PyYAML reads `5e-5` as a string and the command line gives strings for everything.
@@ -123,6 +127,10 @@ def from_dict(cls: type[T], data: dict[str, Any], where: str) -> T:
         ][:1]
         did_you_mean = f" Did you mean '{hint[0]}'?" if hint else ""
         raise ConfigError(f"{where}: unknown key '{key}' for {cls.__name__}.{did_you_mean} Valid keys: {', '.join(fields)}")
+    missing = [name for name, f in fields.items() if name not in data
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"{where}: key '{missing[0]}' is required for {cls.__name__} and missing")
     kwargs = {k: coerce(v, hints[k], f"{where}: key '{k}'") for k, v in data.items()}
     try:
         return cls(**kwargs)

@@ -180,11 +180,12 @@ def test_empty_prompts_file(tmp_path, capsys):
     (["traces", "limit=-3"], "limit=-3: use a positive number"),
     (["traces", "limit=0"], "limit=0: use a positive number"),
     (["traces", "n=0"], "sampling needs n >= 1"),
-    (["traces", "concurrency=0"], "`concurrency` must be at least 1"),
-    (["traces", "timeout=0"], "timeout > 0"),
+    (["traces", "teacher.concurrency=0"], "`concurrency` must be at least 1"),
+    (["traces", "concurrency=0"], "unknown key 'concurrency'. Did you mean 'teacher.concurrency'?"),
+    (["traces", "teacher.timeout=0"], "timeout > 0"),
     (["traces", "--shard", "0/0"], "N is the number of shards and must be at least 1"),
     (["traces", "--shard", "4/4"], "i must be in 0..N-1"),
-    (["traces", "dtype=int7"], "dtype 'int7' is not one of"),
+    (["traces", "teacher.dtype=int7"], "dtype 'int7' is not one of"),
     (["eval", "limit=-3"], "limit=-3; use a positive number"),
 ])
 def test_numbers_out_of_range(tmp_path, capsys, argv, match):

@@ -141,3 +141,15 @@ def test_toy_scratchpad_rewrites_the_problem_line_by_line_to_its_answer():
             assert after.startswith("=") and eval(after[1:]) == eval(before.lstrip("=")) == int(it["answer"])
             assert len(after) - 1 == len(before.lstrip("=")) - 2  # one operation evaluated, the rest copied
     assert reasoning_text([(7, "-", 5, 2), (2, "+", 3, 5)]) == "7-5+3\n=2+3\n=5"
+
+
+def test_demo_passes_dotted_stage_keys_on_as_overrides():
+    from distill.config import ConfigError, load_config
+    from distill.toy.demo import DemoConfig, dotted
+
+    cfg = load_config(DemoConfig, {}, ["student.learning_rate=1e-3", "student.eval.k.toy=2", "rl=true",
+                                       "rl_block.max_steps=60", "student.lora_target_modules=[q_proj,v_proj]"])
+    assert dotted(cfg.student) == ["learning_rate=1e-3", "eval.k.toy=2", "lora_target_modules=[q_proj,v_proj]"]
+    assert cfg.rl and dotted(cfg.rl_block) == ["max_steps=60"]
+    with pytest.raises(ConfigError, match="unknown key 'studnet'.*Did you mean 'student'"):
+        load_config(DemoConfig, {}, ["studnet.learning_rate=1e-3"])

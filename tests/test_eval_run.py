@@ -244,6 +244,10 @@ def test_errors_say_what_to_do(setup, monkeypatch, tmp_path):
     bad.write_text("template: chatml\n")
     with pytest.raises(ConfigError, match="key 'base'"):
         eval_run.run(size=str(bad), student=setup["student"], teacher=None, out_dir=setup["out"], overrides=[])
+    # The preset is read as a StudentConfig (as `make student` reads it), so a misspelt section is caught.
+    bad.write_text("base: m\nevla: {limit: 2}\n")
+    with pytest.raises(ConfigError, match="unknown key 'evla' for StudentConfig. Did you mean 'eval'"):
+        eval_run.run(size=str(bad), student=setup["student"], teacher=None, out_dir=setup["out"], overrides=[])
 
 
 def test_compare_report_with_tiny_models_on_hf_backend(setup, tiny_qwen2, tiny_llama, capsys):

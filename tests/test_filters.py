@@ -347,15 +347,48 @@ def test_recipe_yaml_and_did_you_mean(tmp_path):
 def test_r1_recipe_switches():
     names = [n for n, _ in r1_recipe()]
     assert names[:3] == ["finished", "think_format", "language"] and "math_correct" in names
-    recipe, options = apply_overrides(r1_recipe(), {"language": "false", "length": {"max_reasoning": "100"},
-                                                    "select": "true", "workers": "3", "math_correct": {"timeout": "9"}})
+    recipe = apply_overrides(r1_recipe(), {"language": "false", "length": {"max_reasoning": "100"},
+                                           "select": "true", "math_correct": {"timeout": "9"}})
     names = [n for n, _ in recipe]
     assert "language" not in names and names[-1] == "select" and names.index("length") == 2
-    assert options == {"workers": 3}
     built = {f.name: f for f in build(recipe)}
     assert built["length"].max_reasoning == 100 and built["math_correct"].timeout == 9.0
     with pytest.raises(ConfigError, match="unknown filter 'langauge'. Did you mean 'language'"):
         apply_overrides(r1_recipe(), {"langauge": "false"})
+
+
+def test_filter_config_one_override_rule():
+    """Each key is a FilterConfig field or a filter's name, whose dotted fields are that filter's settings."""
+    from distill.filters.run import FilterConfig, load_filter_config
+
+    cfg = load_filter_config(None, None, ["workers=3", "chunk_size=8", "overwrite=true", "language=false",
+                                          "dedup.on=prompt", "length=true", "push_to_hub=me/set"])
+    assert isinstance(cfg, FilterConfig) and (cfg.workers, cfg.chunk_size, cfg.overwrite) == (3, 8, True)
+    recipe = dict(cfg.recipe)
+    assert "language" not in recipe and recipe["dedup"] == {"on": "prompt"} and recipe["length"] == {}
+    assert cfg.push_to_hub == "me/set" and cfg.recipe_source.startswith("R1 recipe")
+    assert [n for n, _ in load_filter_config(None, None, ["filters=[finished,math_correct]"]).recipe] == [
+        "finished", "math_correct"]
+    with pytest.raises(ConfigError, match="unknown key 'workres'. Did you mean 'workers'"):
+        load_filter_config(None, None, ["workres=3"])
+    with pytest.raises(ConfigError, match="workers must be 0"):
+        load_filter_config(None, None, ["workers=-1"])
+
+
+def test_teacher_filters_are_read_through_teacher_config(tmp_path, monkeypatch):
+    from distill.filters.run import load_filter_config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "teachers").mkdir()
+    mine = tmp_path / "teachers" / "mine.yaml"
+    mine.write_text("backend: hf\nmodel: m\nfilters: [finished, {dedup: {on: prompt}}]\n")
+    cfg = load_filter_config("mine", None, ["dedup.on=completion"])
+    assert cfg.recipe == [("finished", {}), ("dedup", {"on": "completion"})] and cfg.recipe_source.endswith("mine.yaml")
+    # A typo in the teacher YAML is caught by TeacherConfig, not silently read past as raw YAML.
+    mine.write_text("backend: hf\nmodel: m\nfiltres: [finished]\n")
+    with pytest.raises(ConfigError, match="unknown key 'filtres' for TeacherConfig. Did you mean 'filters'"):
+        load_filter_config("mine", None, [])
+    assert load_filter_config("not-a-menu-teacher", None, []).recipe_source.startswith("R1 recipe")
 
 
 # ---- run: the `make filter` stage ----------------------------------------------------------
@@ -389,7 +422,8 @@ def test_run_writes_outputs(tmp_path, make_trace, capsys):
 def test_run_uses_teacher_filters_and_reports_errors(tmp_path, make_trace, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "teachers").mkdir()
-    (tmp_path / "teachers" / "mine.yaml").write_text("model: m\nfilters: [finished]\n")
+    # Read as a TeacherConfig (its `filters` field), so it is a whole teacher: backend and model.
+    (tmp_path / "teachers" / "mine.yaml").write_text("backend: hf\nmodel: m\nfilters: [finished]\n")
     raw = tmp_path / "raw.jsonl"
     raw.write_text(_t(make_trace, 0, reasoning=" ").to_json() + "\n")   # fails think_format, passes finished
     assert run(raw, tmp_path / "o", teacher="mine").n_kept == 1

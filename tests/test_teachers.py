@@ -77,9 +77,61 @@ def test_config_errors_say_what_to_do():
     with pytest.raises(ConfigError, match="NAME of an environment variable"):
         TeacherConfig(model="m", base_url=["http://x/v1"], api_key_env="sk-abc-123")
     with pytest.raises(ConfigError, match="top_p"):
-        load_teacher_config("r1", ["top_p=0"])
+        load_teacher_config("r1", ["sampling.top_p=0"])
     with pytest.raises(ConfigError, match="No teachers entry 'qwk'.*Did you mean 'qwq'"):
         load_teacher_config("qwk")
+
+
+def test_traces_overrides_are_dotted_paths_and_the_aliases_name_the_same_path(tmp_path):
+    from distill.teachers.config import ALIASES, load_traces_config
+
+    prompt_set = write_prompt_set(tmp_path, ["Q."])
+    cfg = load_traces_config("r1", prompt_set, ["teacher.sampling.temperature=0.7", "teacher.concurrency=8",
+                                                "prompts.split=test", "limit=10"])
+    assert cfg.teacher.sampling.temperature == 0.7 and cfg.teacher.concurrency == 8
+    assert cfg.prompts.split == "test" and cfg.limit == 10
+    assert cfg.teacher.name == "r1" and cfg.prompts.name == "set"  # names default to the YAML file names
+    # Each short form is the same config as its dotted path, nothing more.
+    assert ALIASES == {k: f"teacher.sampling.{k}" for k in ("n", "temperature", "top_p", "max_tokens", "seed")}
+    for alias, path in ALIASES.items():
+        value = "0.5" if alias in ("temperature", "top_p") else "3"
+        assert load_traces_config("r1", prompt_set, [f"{alias}={value}"]) == \
+            load_traces_config("r1", prompt_set, [f"{path}={value}"])
+    # The teacher's own loader takes dotted paths into TeacherConfig: no bare sampling keys there.
+    assert load_teacher_config("r1", ["sampling.temperature=0.3"]).sampling.temperature == 0.3
+    with pytest.raises(ConfigError, match="unknown key 'temperature' for TeacherConfig.*'sampling.temperature'"):
+        load_teacher_config("r1", ["temperature=0.3"])
+
+
+def test_traces_unknown_keys_say_what_was_meant(tmp_path):
+    from distill.teachers.config import load_traces_config
+
+    prompt_set = write_prompt_set(tmp_path, ["Q."])
+    for key, meant in [("concurrency", "teacher.concurrency"), ("split", "prompts.split"),
+                       ("temprature", "temperature"), ("limt", "limit")]:
+        with pytest.raises(ConfigError, match=rf"unknown key '{key}'\. Did you mean '{meant}'\?"):
+            load_traces_config("r1", prompt_set, [f"{key}=1"])
+    with pytest.raises(ConfigError, match=r"unknown key 'concurency' for TeacherConfig\. Did you mean 'concurrency'"):
+        load_traces_config("r1", prompt_set, ["teacher.concurency=1"])
+    with pytest.raises(ConfigError, match=r"`transport` .* was removed"):
+        load_traces_config("r1", prompt_set, ["teacher.transport=aiohttp"])
+
+
+def test_a_dotted_override_reaches_the_backends_sampling_params(tmp_path, monkeypatch):
+    """The whole way: command-line key -> TracesConfig -> the SamplingParams the backend's generate gets."""
+    import distill.teachers
+
+    engine = FlakyEngine()
+    seen = []
+    monkeypatch.setattr(engine, "generate", lambda prompts, params: seen.append(params) or
+                        [[Completion(reasoning="r", answer="a", finish_reason="stop")] * params.n for _ in prompts])
+    monkeypatch.setattr(distill.teachers, "load_teacher", lambda cfg: engine)
+    prompt_set = write_prompt_set(tmp_path, ["Q0.", "Q1."])
+    teacher = tmp_path / "local.yaml"
+    teacher.write_text("backend: vllm\nmodel: some/model\nsampling: {temperature: 0.6, max_tokens: 64}\n")
+    run(teacher, prompt_set, tmp_path / "a", overrides=["teacher.sampling.temperature=0.25", "max_tokens=9"])
+    run(teacher, prompt_set, tmp_path / "b", overrides=["temperature=0.75", "teacher.sampling.n=2"])
+    assert [(p.temperature, p.max_tokens, p.n) for p in seen] == [(0.25, 9, 1), (0.75, 64, 2)]
 
 
 def test_removed_request_keys_say_they_were_removed_and_why(tmp_path):
@@ -265,7 +317,7 @@ def test_a_failing_batch_is_halved_down_to_the_bad_prompt(tmp_path, monkeypatch)
 
 
 def test_vllm_config_mapping():
-    cfg = load_teacher_config("qwq", ["seed=3", "gpu_memory_utilization=0.85"])
+    cfg = load_teacher_config("qwq", ["sampling.seed=3", "gpu_memory_utilization=0.85"])
     assert vllm_engine_kwargs(cfg) == {
         "model": "Qwen/QwQ-32B", "tensor_parallel_size": 2, "dtype": "auto", "gpu_memory_utilization": 0.85,
         "trust_remote_code": False, "seed": 3, "max_model_len": 36864}

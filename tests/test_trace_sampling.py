@@ -102,7 +102,7 @@ def test_resume_skips_done_samples_and_adds_new_ones(tmp_path):
         more = run(teacher, prompt_set, tmp_path / "out", overrides=["n=3"])
         assert server.requests == 36 and more["written"] == 12
         # Endpoints and concurrency are not part of the ids: moving replicas resumes the same run.
-        moved = run(teacher, prompt_set, tmp_path / "out", overrides=["n=3", "concurrency=2", "timeout=9"])
+        moved = run(teacher, prompt_set, tmp_path / "out", overrides=["n=3", "teacher.concurrency=2", "teacher.timeout=9"])
         assert moved["written"] == 0
     ids = ids_of(tmp_path / "out" / "raw.jsonl")
     assert len(ids) == len(set(ids)) == 36

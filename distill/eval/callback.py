@@ -37,7 +37,7 @@ from distill.config import from_dict
 from distill.eval.metrics import summarize
 from distill.eval.results import score_completions, to_sample
 from distill.prompts import Prompt, load_prompts
-from distill.teachers.base import SamplingParams
+from distill.teachers.base import R1_TEMPERATURE, R1_TOP_P, SamplingParams
 from distill.trace import JsonlWriter
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,8 @@ class CallbackConfig:
     """Evaluate every N optimizer steps; None: whenever a checkpoint is saved."""
     at_train_end: bool = True
     """Also evaluate once after the last step (unless that step was just evaluated)."""
-    temperature: float = 0.6
-    top_p: float = 0.95
+    temperature: float = R1_TEMPERATURE
+    top_p: float = R1_TOP_P
     max_tokens: int = 4096
     greedy: bool = False
     """Temperature 0 and k=1: cheaper and steadier between checkpoints than sampling."""

@@ -12,9 +12,9 @@ The preset's `limit` and `teacher` are about its own benchmarks (tiny: 200 toy-t
 against the tiny teacher): a run that names other benchmarks does not inherit them, and the
 preset settings that do apply are printed.
 
-Defaults are DeepSeek-R1's evaluation protocol (R1 paper, section 3): temperature 0.6, top_p
-0.95, up to 32,768 generated tokens, k samples per problem (64 for AIME, 4 for MATH-500) and
-pass@1 as the mean over those samples.
+Defaults are DeepSeek-R1's evaluation protocol (R1 paper, section 3; the sampling values are
+distill.teachers.base.R1_*): temperature 0.6, top_p 0.95, up to 32,768 generated tokens, k
+samples per problem (64 for AIME, 4 for MATH-500) and pass@1 as the mean over those samples.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill.config import ConfigError, coerce, load_config, merge, parse_overrides
+from distill.teachers.base import R1_MAX_TOKENS, R1_TEMPERATURE, R1_TOP_P
 
 # k per benchmark. AIME and MATH-500 as in the R1 paper; the others scale with the set size so
 # the standard error stays small (AMC23: 40 problems; GPQA-Diamond: 198; LiveCodeBench: hundreds).
@@ -52,9 +53,9 @@ class EvalConfig:
     """Samples per problem for a benchmark not listed in `k`."""
     report_k: list[int] = field(default_factory=lambda: [1, 8, 64])
     """pass@k / cons@k values to report besides pass@1 and pass@k / cons@k at the full k."""
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 32768
+    temperature: float = R1_TEMPERATURE
+    top_p: float = R1_TOP_P
+    max_tokens: int = R1_MAX_TOKENS
     """Upper bound on generated tokens per sample (reasoning + answer); cut samples count as truncated."""
     greedy: bool = False
     """Greedy decoding: temperature 0 and one sample per problem, whatever `k` says."""

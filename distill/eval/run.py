@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
+from distill.config import ConfigError, load_config, menu_path, to_dict
 from distill.eval.config import EvalConfig, load_eval_config
 from distill.eval.report import build_report, markdown, plot, table
 from distill.eval.tracker import log_report
@@ -64,14 +64,14 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
         overrides: list[str] | None = None, rl: Path | None = None) -> dict[str, Any]:
     """Evaluate, write report.{json,md,png} into `out_dir`, print the table; return the report."""
     # ---- Config: EvalConfig defaults < the preset's `eval:` section < key=value overrides
+    # The preset is read as a StudentConfig, like `make student` reads it: its `base`, `revision` and `eval:`.
+    from distill.students.config import StudentConfig
+
     preset_path = menu_path("students", size)
-    preset = load_yaml(preset_path)
-    base = preset.get("base")
-    if not isinstance(base, str) or not base:
-        raise ConfigError(f"{preset_path}: key 'base' (the original base model) is missing or empty")
-    section = preset.get("eval") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{preset_path}: key 'eval' must be a mapping of EvalConfig keys, got {section!r:.60}")
+    preset = load_config(StudentConfig, preset_path)
+    if not preset.base:
+        raise ConfigError(f"{preset_path}: key 'base' (the original base model) is empty")
+    section = preset.eval or {}
     cfg, preset_lines = load_eval_config(preset_path, section, overrides)
     for line in preset_lines:
         print(line)
@@ -80,7 +80,8 @@ def run(size: str, student: Path | None, teacher: str | None, out_dir: Path,
 
     # ---- Columns (checked before any download). Every column with results on disk is shown;
     # only those in `roles` generate what is missing.
-    columns = [model_column("original", cfg.original or base, out_dir / "original", cfg, revision=preset.get("revision"))]
+    columns = [model_column("original", cfg.original or preset.base, out_dir / "original", cfg,
+                            revision=preset.revision)]
     if student is not None and Path(student).exists():
         if not (Path(student) / "config.json").exists():
             raise ConfigError(f"--student {student} is not a model folder (no config.json); point it at a trained "

@@ -10,8 +10,9 @@ a one-key mapping from a name to its settings (the filter's dataclass fields):
       - dedup: {on: prompt}
       - select: {keep: shortest, k: 1, pass_rate: [0.1, 0.9]}
 
-On the command line, `language=false` switches a filter off, `length=true` on (with defaults),
-`math_correct.timeout=10` sets one field, `filters=[finished,math_correct]` replaces the list.
+On the command line a key naming a filter addresses its entry (`apply_overrides`; the stage's
+rule is stated in distill.filters.run): `language=false` switches it off, `length=true` on (with
+defaults), `math_correct.timeout=10` sets one field, `filters=[finished,math_correct]` replaces the list.
 """
 
 from __future__ import annotations
@@ -49,9 +50,6 @@ FILTERS: dict[str, type[TraceFilter] | str] = {
     "dedup": Dedup,
     "select": Select,
 }
-
-RUN_OPTIONS: dict[str, type] = {"workers": int, "chunk_size": int, "overwrite": bool}
-"""Keys of `key=value` overrides that are not filters."""
 
 BENCHMARKS = ["math500", "aime24", "aime25", "amc23", "gpqa-diamond", "livecodebench"]
 
@@ -112,24 +110,21 @@ def normalize(spec: Any, where: str) -> list[tuple[str, dict[str, Any]]]:
         else:
             raise ConfigError(f"{here}: expected a filter name or a one-key mapping {{name: settings}}, got {entry!r:.60}")
         filter_class(name, here)
-        out.append((name, dict(settings)))
+        # PyYAML (YAML 1.1) reads a bare `on` key as True: `dedup: {on: prompt}` means Dedup.on.
+        out.append((name, {("on" if key is True else key): value for key, value in settings.items()}))
     return out
 
 
 def apply_overrides(recipe: list[tuple[str, dict]], overrides: dict[str, Any], where: str = "overrides"
-                    ) -> tuple[list[tuple[str, dict]], dict[str, Any]]:
-    """Apply parsed `key=value` overrides; return (recipe, run options such as workers)."""
+                    ) -> list[tuple[str, dict]]:
+    """Apply parsed `key=value` overrides naming filters (and `filters`, the whole list) to a recipe."""
     recipe = copy.deepcopy(recipe)
-    options: dict[str, Any] = {}
     if "filters" in overrides:
         recipe = normalize(overrides["filters"], f"{where}: filters=")
     for key, value in overrides.items():
         if key == "filters":
             continue
-        if key in RUN_OPTIONS:
-            options[key] = coerce(value, RUN_OPTIONS[key], f"{where}: {key}")
-            continue
-        filter_class(key, f"{where}: '{key}' (not a filter or one of {', '.join(RUN_OPTIONS)})")
+        filter_class(key, where)
         names = [n for n, _ in recipe]
         if isinstance(value, dict):
             if key in names:
@@ -141,7 +136,7 @@ def apply_overrides(recipe: list[tuple[str, dict]], overrides: dict[str, Any], w
                 _insert(recipe, key, {})
         else:
             recipe = [(n, s) for n, s in recipe if n != key]
-    return recipe, options
+    return recipe
 
 
 def _insert(recipe: list[tuple[str, dict]], name: str, settings: dict) -> None:

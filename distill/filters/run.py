@@ -5,10 +5,15 @@
     distill filter --input r1_traces.jsonl --recipe my_filters.yaml --out out
 
 Which filters: a `--recipe` YAML with a `filters:` list when given (`--recipe r1` names the
-default), else the `filters:` list of teachers/<teacher>.yaml when it has one, else the default
-R1 recipe (`distill.filters.recipe.R1_RECIPE`). Trailing `key=value` arguments switch filters
-(`language=false`, `length=true`), set their fields (`dedup.on=prompt`), replace the list
-(`filters=[finished,math_correct]`) or set `workers` / `chunk_size` / `overwrite`.
+default), else the `filters:` of teachers/<teacher>.yaml (read as its `TeacherConfig.filters`)
+when it has one, else the default R1 recipe (`distill.filters.recipe.R1_RECIPE`).
+
+Overrides, one rule: every `key=value` is a dotted path whose first part is either a
+`FilterConfig` field (`workers=4`, `chunk_size=64`, `overwrite=true`, `push_to_hub=org/name`,
+`filters=[finished,math_correct]` for the whole list) or the name of a filter, which addresses
+that filter's entry in the recipe: `dedup.on=prompt` sets one of its fields (adding the filter at
+its place in the order when the recipe lacks it), `language=false` takes it out, `length=true`
+puts it in with its defaults.
 
 Outputs go to `out_dir`, which must not hold another input's outputs: a folder whose
 filter_report.json names another input is refused unless `overwrite=true`. An input with no
@@ -17,20 +22,72 @@ readable trace is refused too, so a good clean.jsonl is never replaced by an emp
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
 import logging
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import ConfigError, load_yaml, menu_path, parse_overrides
+from distill.config import ConfigError, from_dict, menu_path, parse_overrides
 from distill.filters.pipeline import apply_filters
-from distill.filters.recipe import apply_overrides, build, load_recipe, normalize, r1_recipe
+from distill.filters.recipe import FILTERS, apply_overrides, build, load_recipe, normalize, r1_recipe
 from distill.filters.report import FilterReport
 from distill.trace import ReadStats, atomic_jsonl, read_traces
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FilterConfig:
+    """One `distill filter` run: which filters with which settings, and how the run goes."""
+
+    filters: list[Any] = field(default_factory=list)
+    """The recipe: filter names or {name: settings} items, in order (distill.filters.recipe)."""
+    recipe_source: str = ""
+    """Where the recipe came from (--recipe file, teacher YAML, R1 recipe); written to the report."""
+    workers: int = field(default_factory=lambda: min(8, os.cpu_count() or 1))
+    """Processes the filters run in; 0 filters in this process."""
+    chunk_size: int = 32
+    """Traces per task handed to a worker."""
+    overwrite: bool = False
+    """Replace the outputs of a run on another input in the same folder."""
+    push_to_hub: str | None = None
+    """<org/name>: upload clean.jsonl afterwards, with a dataset card, in one commit (distill.hub)."""
+    license: str | None = None
+    """The dataset card's license (with push_to_hub)."""
+    hub_endpoint: str | None = None
+    """Another hub than huggingface.co (with push_to_hub)."""
+
+    def __post_init__(self) -> None:
+        if self.workers < 0 or self.chunk_size < 1:
+            raise ConfigError(f"workers={self.workers}, chunk_size={self.chunk_size}: workers must be 0 (filter in "
+                              "this process) or more, chunk_size at least 1")
+
+    @property
+    def recipe(self) -> list[tuple[str, dict[str, Any]]]:
+        """The recipe as [(name, settings)], validated."""
+        return normalize(self.filters, self.recipe_source or "filters")
+
+
+def load_filter_config(teacher: str | None = None, recipe: str | Path | None = None,
+                       overrides: list[str] | None = None) -> FilterConfig:
+    """The recipe (--recipe, else the teacher's `filters:`, else R1) + `key=value` overrides -> FilterConfig."""
+    spec, source = resolve_recipe(teacher, recipe)
+    parsed = parse_overrides(overrides)
+    fields = [f.name for f in dataclasses.fields(FilterConfig) if f.name not in ("filters", "recipe_source")]
+    own = {key: parsed.pop(key) for key in list(parsed) if key in fields}
+    for key in parsed:
+        if key != "filters" and key not in FILTERS:
+            hint = difflib.get_close_matches(key, [*fields, "filters", *FILTERS], n=1)
+            raise ConfigError(f"override: unknown key '{key}'.{f' Did you mean {hint[0]!r}?' if hint else ''} "
+                              f"Keys: {', '.join(fields)}, filters, or a filter's name: {', '.join(FILTERS)}")
+    spec = apply_overrides(spec, parsed)
+    data = {"filters": [{name: settings} for name, settings in spec], "recipe_source": source, **own}
+    return from_dict(FilterConfig, data, "override")
 
 
 def resolve_recipe(teacher: str | None, recipe: str | Path | None) -> tuple[list[tuple[str, dict]], str]:
@@ -40,20 +97,23 @@ def resolve_recipe(teacher: str | None, recipe: str | Path | None) -> tuple[list
             raise ConfigError(f"--recipe {recipe}: no such file (a YAML with a `filters:` list, or `r1` for the default)")
         return load_recipe(recipe), str(recipe)
     if recipe is None and teacher:
+        from distill.teachers.config import load_teacher_config
+
         try:
             path = menu_path("teachers", teacher)
         except ConfigError:
             path = None  # traces made elsewhere (--input): the teacher only names the folder
         if path is not None:
-            data = load_yaml(path)
-            if data.get("filters"):
-                return normalize(data["filters"], str(path)), str(path)
+            filters = load_teacher_config(path).filters
+            if filters:
+                return normalize(filters, str(path)), str(path)
     return r1_recipe(), "R1 recipe (distill.filters.recipe.R1_RECIPE)"
 
 
 def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
         recipe: str | Path | None = None, overrides: list[str] | None = None) -> FilterReport:
-    """Filter `input_path` into `out_dir`; print the table and return the report."""
+    """Filter `input_path` into `out_dir`; print the table and return the report (and push the clean
+    set when `push_to_hub=` is set)."""
     # ---- Resolve the recipe and check every filter's settings before reading anything
     input_path, out_dir = Path(input_path), Path(out_dir)
     if not input_path.exists():
@@ -61,20 +121,15 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
                           "or point --input at a JSONL of traces")
     if input_path.is_dir():
         raise ConfigError(f"{input_path} is a folder; point --input at a JSONL file of traces (e.g. {input_path}/raw.jsonl)")
-    spec, source = resolve_recipe(teacher, recipe)
-    spec, options = apply_overrides(spec, parse_overrides(overrides))
-    check_out_dir(input_path, out_dir, overwrite=options.get("overwrite", False))
+    cfg = load_filter_config(teacher, recipe, overrides)
+    spec, source, workers = cfg.recipe, cfg.recipe_source, cfg.workers
+    check_out_dir(input_path, out_dir, overwrite=cfg.overwrite)
     filters = build(spec, source)
     try:
         for f in filters:
             f.prepare()
     except ValueError as e:
         raise ConfigError(f"{source}: {e}") from e
-    workers = options.get("workers", min(8, os.cpu_count() or 1))
-    chunk_size = options.get("chunk_size", 32)
-    if workers < 0 or chunk_size < 1:
-        raise ConfigError(f"workers={workers}, chunk_size={chunk_size}: workers must be 0 (filter in this process) "
-                          "or more, chunk_size at least 1")
     log.info("filtering %s with %s: %s (%d workers)", input_path, source,
              ", ".join(f.name for f in filters), workers)
 
@@ -90,7 +145,7 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
 
         traces = read_traces(input_path, rejects=rejects, stats=stats)
         for trace in apply_filters(traces, filters, workers=workers, report=report, on_reject=on_reject,
-                                   chunk_size=chunk_size):
+                                   chunk_size=cfg.chunk_size):
             clean.write(trace)
         if report.n_in == 0:
             # Raised inside the `with`: the old clean.jsonl and rejects.jsonl stay as they were.
@@ -125,6 +180,10 @@ def run(input_path: str | Path, out_dir: str | Path, teacher: str | None = None,
         log.warning("decontamination skipped %s (could not load them): see filter_report.json", ", ".join(skipped))
     log.info("wrote %s (%d kept of %d), rejects.jsonl, filter_report.json, filter_lengths.png in %.1fs",
              out_dir / "clean.jsonl", report.n_kept, report.n_in + report.read_errors, elapsed)
+    if cfg.push_to_hub:
+        from distill.hub import push_trace_set
+
+        push_trace_set(out_dir, cfg.push_to_hub, endpoint=cfg.hub_endpoint, license=cfg.license)
     return report
 
 

@@ -28,13 +28,20 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, Protocol
 
 
+# DeepSeek's usage advice for R1 (and its evaluation protocol, R1 paper section 3), written once:
+# the eval stage, its training callback and the demo take their defaults from here.
+R1_TEMPERATURE = 0.6
+R1_TOP_P = 0.95
+R1_MAX_TOKENS = 32768
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Per-request sampling. Defaults follow DeepSeek's usage advice for R1."""
 
-    temperature: float = 0.6
-    top_p: float = 0.95
-    max_tokens: int = 32768
+    temperature: float = R1_TEMPERATURE
+    top_p: float = R1_TOP_P
+    max_tokens: int = R1_MAX_TOKENS
     """Upper bound on generated tokens (reasoning + answer)."""
     n: int = 1
     """Completions per prompt."""

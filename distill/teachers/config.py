@@ -1,8 +1,15 @@
-"""TeacherConfig: one teachers/*.yaml file, the teacher menu entry.
+"""TeacherConfig: one teachers/*.yaml file, the teacher menu entry; TracesConfig: one stage-1 run.
 
     from distill.teachers import TeacherConfig, load_teacher_config
-    cfg = load_teacher_config("r1", ["temperature=0.7", "base_url=http://gpu1:8000/v1"])
+    cfg = load_teacher_config("r1", ["sampling.temperature=0.7", "base_url=http://gpu1:8000/v1"])
     cfg = TeacherConfig(name="mine", backend="hf", model="/path/to/model")   # a local model dir
+
+    from distill.teachers.config import load_traces_config
+    run = load_traces_config("r1", "openr1-math", ["teacher.sampling.temperature=0.7", "prompts.split=test",
+                                                   "limit=10", "n=4"])   # n=4: a short form (ALIASES)
+
+Overrides are dotted `key=value` paths into the dataclass being built; the only short forms are
+the sampling keys of `ALIASES` for a traces run (`temperature=0.7` is `teacher.sampling.temperature=0.7`).
 
 The API key never enters a config: the YAML names the environment variable that holds it
 (`api_key_env`), and only the OpenAI-compatible backend reads it, when it opens a connection.
@@ -12,6 +19,7 @@ So dumping a config, or writing `record()` into every trace, cannot leak it.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import logging
@@ -20,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.config import ConfigError, load_config, load_yaml, menu_path
+from distill.config import (ConfigError, from_dict, load_config, load_yaml, menu_path, merge, parse_overrides,
+                            to_dict)
+from distill.prompts import PromptSetConfig, load_prompt_config
 from distill.teachers.base import SamplingParams
-
-SAMPLING_KEYS = tuple(f.name for f in dataclasses.fields(SamplingParams))
 
 
 @dataclass(frozen=True)
@@ -153,15 +161,6 @@ class TeacherConfig:
         return out
 
 
-def route_overrides(overrides: list[str] | None) -> list[str]:
-    """Let `temperature=0.7` mean `sampling.temperature=0.7`: sampling keys are what users tune."""
-    out = []
-    for item in overrides or []:
-        key = item.split("=", 1)[0].strip()
-        out.append(f"sampling.{item.strip()}" if key in SAMPLING_KEYS else item)
-    return out
-
-
 REMOVED_KEYS = {
     "transport": "`transport` (the hand-written aiohttp client) was removed: requests go through the openai SDK only",
     "client_processes": "`client_processes` (requests sent from child processes) was removed: one process sends them",
@@ -179,21 +178,88 @@ def refuse_removed_keys(where: str, keys: list[str]) -> None:
 
 
 def load_teacher_config(name_or_path: str | Path | TeacherConfig, overrides: list[str] | None = None) -> TeacherConfig:
-    """teachers/<name>.yaml (or a YAML path, or a config) plus `key=value` overrides.
-
-    Sampling keys may be given bare (`temperature=0.7`, `n=4`, `max_tokens=8192`).
-    """
+    """teachers/<name>.yaml (or a YAML path, or a config) plus dotted `key=value` overrides into
+    TeacherConfig (`sampling.temperature=0.7`, `concurrency=64`)."""
     refuse_removed_keys("override", [item.split("=", 1)[0].strip() for item in overrides or []])
     if isinstance(name_or_path, TeacherConfig):
         if not overrides:
             return name_or_path
-        from distill.config import to_dict
-
-        return load_config(TeacherConfig, to_dict(name_or_path), route_overrides(overrides))
+        return load_config(TeacherConfig, to_dict(name_or_path), overrides)
     path = menu_path("teachers", name_or_path)
     refuse_removed_keys(str(path), list(load_yaml(path)))
-    cfg = load_config(TeacherConfig, path, route_overrides(overrides))
+    cfg = load_config(TeacherConfig, path, overrides)
     return cfg if cfg.name else dataclasses.replace(cfg, name=path.stem)
+
+
+# ---------------------------------------------------------------------------------------------
+# Stage 1's config: the teacher, the prompt set and the run keys, one dataclass
+
+
+@dataclass(frozen=True)
+class TracesConfig:
+    """One `distill traces` run. Overrides are dotted paths into it: `teacher.sampling.temperature=0.7`,
+    `teacher.concurrency=64`, `prompts.split=test`, `limit=10` (and the short forms in `ALIASES`)."""
+
+    teacher: TeacherConfig
+    """teachers/<name>.yaml (`--teacher`)."""
+    prompts: PromptSetConfig
+    """datasets/<name>.yaml (`--prompts`)."""
+    limit: int | None = None
+    """Sample only the first N prompts (of this shard)."""
+    log_every: float = 30.0
+    """Seconds between progress lines in the log (the bar, on a terminal, updates continuously)."""
+    allow_mixed: bool = False
+    """Allow appending to a raw.jsonl made with a different teacher config (model or sampling)."""
+
+    def __post_init__(self) -> None:
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"limit={self.limit}: use a positive number of prompts, or leave it unset for all")
+        if self.log_every <= 0:
+            raise ConfigError(f"log_every={self.log_every}: use a positive number of seconds")
+
+
+# The short forms of the keys users tune most, so `n=4 temperature=0.7` keeps working. Each is
+# just another name for one dotted path; every other key is written in full.
+ALIASES: dict[str, str] = {key: f"teacher.sampling.{key}"
+                           for key in ("n", "temperature", "top_p", "max_tokens", "seed")}
+
+
+def load_traces_config(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConfig,
+                       overrides: list[str] | None = None) -> TracesConfig:
+    """teachers/<teacher>.yaml + datasets/<prompts>.yaml + dotted `key=value` overrides -> TracesConfig.
+
+    Each YAML is checked as written first, so its mistakes name the file; the overrides then apply
+    to the whole config, so a mistake there names the key (with a did-you-mean).
+    """
+    items = []
+    for item in overrides or []:
+        key, eq, value = item.strip().partition("=")
+        items.append(f"{ALIASES.get(key.strip(), key.strip())}{eq}{value}")
+    keys = [item.partition("=")[0] for item in items]
+    refuse_removed_keys("override", [k.removeprefix("teacher.") for k in keys])
+    parsed = parse_overrides(items)
+    fields = [f.name for f in dataclasses.fields(TracesConfig)]
+    for key in parsed:
+        if key not in fields:
+            raise ConfigError(f"override: unknown key '{key}'.{_did_you_mean(key)} Keys: "
+                              f"{', '.join(fields[2:])}, teacher.<key> (teachers/*.yaml), prompts.<key> "
+                              f"(datasets/*.yaml), and the short forms {', '.join(ALIASES)}")
+    data = {"teacher": to_dict(load_teacher_config(teacher)), "prompts": to_dict(load_prompt_config(prompts))}
+    return from_dict(TracesConfig, merge(data, parsed), "override")
+
+
+def _did_you_mean(key: str) -> str:
+    """The closest short form or dotted key, matched on the whole key or on its last part
+    (`concurrency` -> `teacher.concurrency`, `split` -> `prompts.split`)."""
+    paths = [*ALIASES, *(f.name for f in dataclasses.fields(TracesConfig)),
+             *(f"teacher.{f.name}" for f in dataclasses.fields(TeacherConfig)),
+             *(f"prompts.{f.name}" for f in dataclasses.fields(PromptSetConfig))]
+    # A key that is exactly a nested field's name was surely meant as that field (`split` is not `limit`).
+    hint = [p for p in paths if p.split(".")[-1] == key] or difflib.get_close_matches(key, paths, n=1)
+    if not hint:
+        last = difflib.get_close_matches(key, [p.split(".")[-1] for p in paths], n=1)
+        hint = [p for p in paths if last and p.split(".")[-1] == last[0]][:1]
+    return f" Did you mean '{hint[0]}'?" if hint else ""
 
 
 class Redactor(logging.Filter):

@@ -1,13 +1,16 @@
 """Stage 1: sample reasoning traces from a teacher into raw.jsonl, resumably.
 
     make traces TEACHER=r1 PROMPTS=openr1-math ARGS="limit=1000"
-    distill traces --teacher r1 --prompts openr1-math n=4 temperature=0.6
+    distill traces --teacher r1 --prompts openr1-math teacher.sampling.temperature=0.7 teacher.concurrency=128
+    distill traces --teacher r1 --prompts openr1-math n=4 temperature=0.6     # short forms of teacher.sampling.*
     distill traces --teacher qwq --prompts numinamath --shard 3/8      # machine 3 of 8
     distill traces --teacher r1 --prompts aime24 prompts.path=../shared/data/benchmarks/aime24.jsonl
 
-`key=value` arguments go to the teacher config (`model=`, `base_url=`, `concurrency=`, and the
-sampling keys `n=`, `temperature=`, `top_p=`, `max_tokens=`, `seed=`), to the prompt set with a
-`prompts.` prefix (`prompts.split=test`), or to this run (`limit=`, `log_every=`, `allow_mixed=`).
+`key=value` arguments are dotted paths into `TracesConfig` (distill.teachers.config): `teacher.<key>`
+into the teacher YAML (`teacher.model=`, `teacher.base_url=`, `teacher.sampling.max_tokens=`),
+`prompts.<key>` into the prompt-set YAML (`prompts.split=test`), and the run keys `limit=`,
+`log_every=`, `allow_mixed=`. `n`, `temperature`, `top_p`, `max_tokens` and `seed` are short for
+`teacher.sampling.<key>` (`ALIASES`, the one alias table).
 
 Files in out_dir (out/traces/<teacher>/<prompts>/):
     raw.jsonl       one Trace per line, appended as each sample finishes
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
 import fcntl
 import hashlib
 import json
@@ -44,11 +46,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from distill.config import ConfigError, load_config, to_dict
-from distill.prompts import ColumnError, Prompt, PromptSetConfig, load_prompt_config, load_prompts, parse_shard
+from distill.config import ConfigError, to_dict
+from distill.prompts import ColumnError, Prompt, PromptSetConfig, load_prompts, parse_shard
 from distill.teachers import loop
 from distill.teachers.base import BatchTeacher, Completion, RequestTeacher, SamplingParams, TeacherError
-from distill.teachers.config import REMOVED_KEYS, SAMPLING_KEYS, Redactor, TeacherConfig, load_teacher_config
+from distill.teachers.config import Redactor, TeacherConfig, load_traces_config
 from distill.teachers.render import conversation
 from distill.trace import (JsonlWriter, Trace, atomic_jsonl, atomic_write_text, read_jsonl, trace_id,
                            with_provenance)
@@ -56,58 +58,12 @@ from distill.trace import (JsonlWriter, Trace, atomic_jsonl, atomic_write_text, 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    """Settings of one sampling run (not of the teacher or the prompt set)."""
-
-    limit: int | None = None
-    """Sample only the first N prompts (of this shard)."""
-    log_every: float = 30.0
-    """Seconds between progress lines in the log (the bar, on a terminal, updates continuously)."""
-    allow_mixed: bool = False
-    """Allow appending to a raw.jsonl made with a different teacher config (model or sampling)."""
-
-    def __post_init__(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise ConfigError(f"limit={self.limit}: use a positive number of prompts, or leave it unset for all")
-        if self.log_every <= 0:
-            raise ConfigError(f"log_every={self.log_every}: use a positive number of seconds")
-
-
-RUN_KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 TRACE_FIELDS = tuple(f.name for f in dataclasses.fields(Trace))
 
 
 class SamplingStopped(ConfigError):
     """The run stopped on purpose (server refuses us, or keeps failing). A ConfigError, so the CLI
     prints the message instead of a traceback; rerunning the same command resumes."""
-
-
-def split_overrides(overrides: list[str] | None) -> tuple[list[str], list[str], list[str]]:
-    """key=value items -> (teacher, prompt set, run) overrides; prompt-set keys carry `prompts.`."""
-    teacher_keys = [f.name for f in dataclasses.fields(TeacherConfig)]
-    teacher: list[str] = []
-    prompts: list[str] = []
-    run_keys: list[str] = []
-    for item in overrides or []:
-        key = item.split("=", 1)[0].strip()
-        if key.startswith("prompts."):
-            prompts.append(item.strip()[len("prompts."):])
-        elif key in RUN_KEYS:
-            run_keys.append(item)
-        elif key.split(".")[0] in teacher_keys or key in SAMPLING_KEYS or key in REMOVED_KEYS:
-            teacher.append(item)
-        else:
-            known = [*SAMPLING_KEYS, *RUN_KEYS, *teacher_keys]
-            hint = difflib.get_close_matches(key, known, n=1)
-            prompt_fields = [f.name for f in dataclasses.fields(PromptSetConfig)]
-            if not hint and key in prompt_fields:
-                hint = [f"prompts.{key}"]
-            raise ConfigError(
-                f"unknown key '{key}' in `{item}`.{f' Did you mean {hint[0]!r}?' if hint else ''} Sampling: "
-                f"{', '.join(SAMPLING_KEYS)}; run: {', '.join(RUN_KEYS)}; teacher: {', '.join(teacher_keys)}; "
-                "prompt set: prompts.<key> (prompts.path, prompts.split, ...)")
-    return teacher, prompts, run_keys
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,13 +459,11 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
         shard: str | tuple[int, int] | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Sample `n` traces per prompt into out_dir/raw.jsonl; return (and print) the summary."""
     # ---- Configs: fail on a bad key, a missing API key or a bad shard before any work
-    teacher_ov, prompt_ov, run_ov = split_overrides(overrides)
-    tcfg = load_teacher_config(teacher, teacher_ov)
-    pcfg = load_prompt_config(prompts, prompt_ov)
-    rcfg = load_config(RunConfig, {}, run_ov)
+    cfg = load_traces_config(teacher, prompts, overrides)
+    tcfg, pcfg = cfg.teacher, cfg.prompts
     shard_pair = parse_shard(shard)
     redact = Redactor(tcfg.api_key())  # a missing key variable fails here, before any work
-    stream = load_prompts(pcfg, limit=rcfg.limit, shard=shard_pair)
+    stream = load_prompts(pcfg, limit=cfg.limit, shard=shard_pair)
     # Read the first prompt before the teacher loads (minutes) or any file is written: an empty or
     # unreadable prompt file is an error, not a run that writes 0 traces.
     try:
@@ -543,19 +497,20 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     summary: dict[str, Any] = {}
     try:
         with _Lock(out_dir / ".lock"):
-            _check_same_teacher(out_dir, tcfg, rcfg.allow_mixed)
+            _check_same_teacher(out_dir, tcfg, cfg.allow_mixed)
             atomic_write_text(out_dir / "run.json", json.dumps({
                 "teacher": {**tcfg.record(), "api_key_env": tcfg.api_key_env, "endpoints": len(tcfg.base_url),
                             "concurrency": tcfg.concurrency, "timeout": tcfg.timeout, "max_retries": tcfg.max_retries},
                 "prompts": to_dict(pcfg), "shard": list(shard_pair) if shard_pair else None,
-                "run": to_dict(rcfg), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "run": {k: getattr(cfg, k) for k in ("limit", "log_every", "allow_mixed")},
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
             }, indent=2, ensure_ascii=False) + "\n")
 
             # ---- Resume state: open the writers first (they set aside a torn last line), then read ids
             earlier_failures = {r["id"] for _, r in read_jsonl(out_dir / "failures.jsonl")
                                 if isinstance(r.get("id"), str)} if (out_dir / "failures.jsonl").exists() else set()
             total = stream.total * params.n if stream.total is not None else None
-            progress = Progress(total, rcfg.log_every)
+            progress = Progress(total, cfg.log_every)
             sink = Sink(out_dir, tcfg, stats, progress, earlier_failures, redact)
             done = read_done_ids(out_dir / "raw.jsonl")
             log.info("sampling %s x %d from teacher '%s' (%s, %s) into %s: %d samples already there%s",

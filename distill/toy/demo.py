@@ -2,6 +2,7 @@
 
     make demo                                  # or: distill demo --out out
     distill demo prompts=2000 eval_problems=400
+    distill demo student.learning_rate=1e-3 rl=true rl_block.max_steps=60   # dotted keys of the stages' configs
 
 Runs the same code as `make traces TEACHER=r1`, `make filter`, `make student SIZE=7b` and
 `make eval SIZE=7b`, on the toy task (distill/toy/task.py):
@@ -26,7 +27,7 @@ import logging
 import multiprocessing
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +60,14 @@ class DemoConfig:
     """Optimizer steps (of 32 traces) for each student. Equal for both, so filtered vs unfiltered
     compares data, not compute (at fixed epochs the unfiltered one got 60% more steps). Fewer is
     faster but costs accuracy (600 steps on the earlier spaced task: 35-45%); see students/tiny.yaml."""
-    student_overrides: list[str] | None = None
-    """Extra key=value for the student preset (e.g. [num_epochs=2]); tests use it to scale down."""
+    student: dict[str, Any] = field(default_factory=dict)
+    """Student preset keys for both students, dotted: `student.learning_rate=1e-3`, `student.num_epochs=2`."""
     rl: bool = False
     """Also run stage 5 (`make rl SIZE=tiny`: GRPO with the distill.verify rewards) on the filtered student and
     evaluate it (the rl column, target: +5 points over the SFT student). Off by default: on the toy it has not been
     shown to gain yet (README, stage 5)."""
-    rl_overrides: list[str] | None = None
-    """Extra key=value for the rl: block of the student preset (e.g. [max_steps=60, learning_rate=1e-4])."""
+    rl_block: dict[str, Any] = field(default_factory=dict)
+    """Keys of the student preset's rl: block, dotted: `rl_block.max_steps=60 rl_block.learning_rate=1e-4`."""
     parallel_students: bool = True
     """On CPU, train the filtered and unfiltered students at the same time, each on half the
     threads (the unfiltered one in a spawned process). A 0.5M-parameter model's small matmuls use
@@ -116,7 +117,7 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     done("filter")
 
     # ---- 4. Train the student on the filtered traces (and one on the unfiltered, to compare)
-    student_ov = [f"max_steps={cfg.student_steps}", *(cfg.student_overrides or [])]
+    student_ov = [f"max_steps={cfg.student_steps}", *dotted(cfg.student)]
     filtered = {"size": cfg.size, "data": folder / "clean.jsonl", "out_dir": student_dir(out, cfg.size),
                 "overrides": student_ov}
     unfiltered = {"size": cfg.size, "data": folder / "raw.jsonl",
@@ -141,7 +142,7 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
 
         stage("rl")
         rl_final = run_rl(size=cfg.size, student=student_dir(out, cfg.size) / "final", out_dir=rl_dir(out, cfg.size),
-                          overrides=cfg.rl_overrides)
+                          overrides=dotted(cfg.rl_block))
         done("rl")
 
     # ---- 6. Evaluate original vs student (vs rl) vs teacher on the held-out split
@@ -162,6 +163,18 @@ def run(out: Path, overrides: list[str] | None = None) -> dict[str, Any]:
     atomic_write_text(out / "demo_report.md", render(summary))
     print("\n" + render(summary))
     return summary
+
+
+def dotted(settings: dict[str, Any], prefix: str = "") -> list[str]:
+    """{'a': {'b': '1'}} -> ['a.b=1']: a nested block of the demo's config as the stage's `key=value` overrides."""
+    out = []
+    for key, value in settings.items():
+        if isinstance(value, dict):
+            out += dotted(value, f"{prefix}{key}.")
+        else:
+            text = f"[{','.join(map(str, value))}]" if isinstance(value, list) else value
+            out.append(f"{prefix}{key}={text}")
+    return out
 
 
 def _cuda() -> bool:
