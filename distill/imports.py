@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from distill.config import ConfigError, load_config, menu_path
-from distill.prompts import guess_column, normalize_reference
+from distill.prompt_rows import guess_column, normalize_reference
 from distill.trace import JsonlWriter, Trace, atomic_write_text, read_jsonl, split_reasoning, trace_id
 
 log = logging.getLogger(__name__)

@@ -567,3 +567,29 @@ def test_code_result_dict_round_trips_through_json():
     d = json.loads(json.dumps(r.to_dict()))
     assert d["passed"] is True and d["pass_rate"] == 1.0 and d["cases"][0]["status"] == "passed"
     assert isinstance(r, CodeResult) and vc.STATUSES[0] == "passed"
+
+
+def test_lcb_test_columns_decode_and_refuse_pickled_objects():
+    """LiveCodeBench's public (JSON) and private (base64/zlib/pickle) columns become one tests dict; a
+    pickle naming any class or function is refused, so a dataset row cannot run code while it is read."""
+    import base64
+    import os
+    import pickle
+    import zlib
+
+    from distill.config import ConfigError
+    from distill.verify.code_data import lcb_reference
+
+    def private(obj):
+        return base64.b64encode(zlib.compress(pickle.dumps(obj))).decode()
+
+    public = json.dumps([{"input": "1\n", "output": "2\n", "testtype": "stdin"}])
+    hidden = private(json.dumps([{"input": "5\n", "output": "6\n", "testtype": "stdin"}]))
+    ref, n_public = lcb_reference({"public": public, "private": hidden}, None, "row 1")
+    assert ref == {"cases": [{"input": "1\n", "output": "2\n"}, {"input": "5\n", "output": "6\n"}]} and n_public == 1
+    functional = json.dumps([{"input": "[1]", "output": "1", "testtype": "functional"}])
+    assert lcb_reference({"public": functional}, '{"func_name": "f"}', "row 2")[0]["fn_name"] == "f"
+    with pytest.raises(ConfigError, match="row 3: functional tests need the function name"):
+        lcb_reference({"public": functional}, None, "row 3")
+    with pytest.raises(ConfigError, match="row 4: column 'private'.*refusing to unpickle"):
+        lcb_reference({"public": public, "private": private(os.system)}, None, "row 4")
