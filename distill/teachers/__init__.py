@@ -14,10 +14,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from distill.teachers.base import Completion, SamplingParams, Teacher, TeacherError
-from distill.teachers.config import TeacherConfig, load_teacher_config
+from distill.teachers.config import TeacherConfig, TracesConfig, load_teacher_config, load_traces_config
 
-__all__ = ["Completion", "SamplingParams", "Teacher", "TeacherConfig", "TeacherError", "backend_class",
-           "load_teacher", "load_teacher_config"]
+__all__ = ["Completion", "SamplingParams", "Teacher", "TeacherConfig", "TeacherError", "TracesConfig", "backend_class",
+           "load_teacher", "load_teacher_config", "load_traces_config"]
 
 
 def load_teacher(cfg: TeacherConfig | str | Path, overrides: list[str] | None = None) -> Teacher:

@@ -28,8 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.config import (ConfigError, from_dict, load_config, load_yaml, menu_path, merge, parse_overrides,
-                            to_dict)
+from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
 from distill.prompts import PromptSetConfig, load_prompt_config
 from distill.teachers.base import SamplingParams
 
@@ -228,24 +227,32 @@ def load_traces_config(teacher: str | Path | TeacherConfig, prompts: str | Path 
                        overrides: list[str] | None = None) -> TracesConfig:
     """teachers/<teacher>.yaml + datasets/<prompts>.yaml + dotted `key=value` overrides -> TracesConfig.
 
-    Each YAML is checked as written first, so its mistakes name the file; the overrides then apply
-    to the whole config, so a mistake there names the key (with a did-you-mean).
+    `teacher.*` and `prompts.*` overrides go, prefix dropped, to the loader of that part (so the
+    part's YAML and its overrides are checked together, and a mistake names the YAML file); the
+    rest are this dataclass's own keys.
     """
     items = []
     for item in overrides or []:
         key, eq, value = item.strip().partition("=")
         items.append(f"{ALIASES.get(key.strip(), key.strip())}{eq}{value}")
-    keys = [item.partition("=")[0] for item in items]
-    refuse_removed_keys("override", [k.removeprefix("teacher.") for k in keys])
-    parsed = parse_overrides(items)
+    refuse_removed_keys("override", [item.partition("=")[0].removeprefix("teacher.") for item in items])
+    parts: dict[str, list[str]] = {"teacher": [], "prompts": []}
+    own = []
     fields = [f.name for f in dataclasses.fields(TracesConfig)]
-    for key in parsed:
-        if key not in fields:
+    for item in items:
+        key = item.partition("=")[0]
+        head, dot, rest = item.partition(".")
+        if dot and head in parts and "=" not in head:
+            parts[head].append(rest)
+        elif key.split(".")[0] in fields:
+            own.append(item)
+        else:
             raise ConfigError(f"override: unknown key '{key}'.{_did_you_mean(key)} Keys: "
                               f"{', '.join(fields[2:])}, teacher.<key> (teachers/*.yaml), prompts.<key> "
                               f"(datasets/*.yaml), and the short forms {', '.join(ALIASES)}")
-    data = {"teacher": to_dict(load_teacher_config(teacher)), "prompts": to_dict(load_prompt_config(prompts))}
-    return from_dict(TracesConfig, merge(data, parsed), "override")
+    data = {"teacher": load_teacher_config(teacher, parts["teacher"]),
+            "prompts": load_prompt_config(prompts, parts["prompts"])}
+    return load_config(TracesConfig, data, own)
 
 
 def _did_you_mean(key: str) -> str:
