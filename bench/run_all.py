@@ -78,6 +78,8 @@ JOBS = (
     Job("sampling_stage", "bench/sample_bench.py", ("--quick",), ("--quick", "--seconds", "1"),
         timeout_s=300, repeats=1),
     Job("attention", "bench/attention_bench.py", (), ("--quick",), timeout_s=120, repeats=1, needs_shared_data=True),
+    Job("export", "bench/export_bench.py", ("--limit", "100"), ("--quick", "--formats", "fp8,gguf"), timeout_s=900,
+        repeats=1),
 )
 
 
@@ -188,6 +190,17 @@ TABLES = (
             ("padding_free_share.attention_real_share",))),
           "Computed from token counts, not timed: micro-batches of per_device_batch_size traces in random order, "
           "padded to their longest (before) or flattened into one row that flash-attention's varlen kernel splits (after)."),
+    Table("Export: each format against the fp32 student it came from (bench/export_bench.py)", "export",
+          ("MB", "size vs student", "CPU tokens/s", "pass@1", "retained"),
+          (("student (fp32, transformers)", ("student.mb", None, "student.tokens_per_s", "student.pass@1", None)),
+           *((label, tuple(f"variants.{v}.{k}" for k in ("mb", "size_vs_student", "tokens_per_s", "pass@1",
+                                                          "retained")))
+             for v, label in (("fp8", "fp8 (compressed-tensors, fake quant)"),
+                              ("w8a8", "w8a8 (compressed-tensors, fake quant)"),
+                              ("q8_0", "GGUF q8_0 (llama-server)"), ("Q4_0", "GGUF Q4_0 (llama-server)")))),
+          "Same held-out toy problems, samples per problem and seeds on every side (the bench fails if the sample counts "
+          "differ). MB: 10^6 bytes of weights. fp8/w8a8 run dequantized in transformers on CPU: their tokens/s "
+          "say nothing of vLLM's kernels; retained is the figure. The 8-bit target is retained >= 0.95."),
 )
 
 

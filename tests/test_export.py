@@ -249,3 +249,59 @@ def test_modelfile_carries_template_stops_and_deepseek_sampling(tiny_qwen2, tmp_
     assert "PARAMETER temperature 0.6" in text and "PARAMETER top_p 0.95" in text
     assert "<|im_start|>assistant\n" in text and "# Other file here: FROM ./tiny-Q4_K_M.gguf" in text
     assert 'PARAMETER stop "<|eot_id|>"' in modelfile("x.gguf", "llama3")
+
+
+def test_llama_quantize_fallbacks_are_read_from_its_log():
+    from distill.export.gguf import parse_fallbacks
+
+    log = ("[   1/  38] output_norm.weight - [    96,      1,      1,      1], type =    f32, size =    0.000 MiB\n"
+           "warning: token_embd.weight                    - ncols     96 not divisible by 256 (required for type    "
+           "q6_K) -> falling back to    q8_0\n"
+           "llama_model_quantize_impl: WARNING: 1 of 38 tensor(s) required fallback quantization\n")
+    assert parse_fallbacks(log) == {"token_embd.weight": "q8_0"}
+    assert parse_fallbacks("llama_model_quantize_impl: model size = 1.28 MiB\n") == {}
+
+
+@pytest.mark.slow
+def test_gguf_export_makes_q8_0_and_4bit_and_scores_both_in_llama_server(tmp_path, tiny_qwen2):
+    """FORMAT=gguf end to end: converter, llama-quantize, the Modelfile, and eval.json from llama-server."""
+    _converter()
+    from distill.cli import main
+    from distill.export import llama_cpp
+
+    for tool in ("llama-quantize", "llama-server"):
+        if llama_cpp.tool(tool) is None:
+            pytest.skip(f"llama.cpp's {tool} is not built: python -m distill.export.llama_cpp")
+    assert main(["export", "--format", "gguf", "--student", str(tiny_qwen2), "--out", str(tmp_path),
+                 "eval.limit=3", "eval.max_tokens=8", "eval.default_k=2", "eval.score_workers=0"]) == 0
+    folder = tmp_path / "export" / "tiny-gguf"
+    result = json.loads((folder / "eval.json").read_text())
+    assert set(result["variants"]) == {"q8_0", "Q4_0"}  # students/tiny.yaml: export: {gguf_4bit: Q4_0}
+    for name, v in result["variants"].items():
+        assert v["runtime"] == "llama-server" and v["benchmarks"]["toy-test"]["samples"] == 6
+        assert v["generation"]["generated"] == 6 and (folder / v["file"]).exists()
+    assert result["variants"]["Q4_0"]["bytes"] < result["variants"]["q8_0"]["bytes"] < result["student"]["bytes"]
+    info = json.loads((folder / "export.json").read_text())["variants"]
+    assert info["Q4_0"]["tensor_types"].get("Q4_0", 0) >= 12
+    # 32-value rows suit Q4_0's blocks; the embedding's intended q6_K needs 256, so it falls back and says so.
+    assert info["Q4_0"]["fallbacks"] == {"token_embd.weight": "q8_0"}
+    modelfile = (folder / "Modelfile").read_text()
+    assert "FROM ./tiny-q8_0.gguf" in modelfile and "tiny-Q4_0.gguf" in modelfile
+    assert sorted(p.name for p in folder.iterdir() if p.suffix == ".gguf") == ["tiny-Q4_0.gguf", "tiny-q8_0.gguf"]
+    assert not list((tmp_path / "export").glob(".*"))
+
+
+def test_quantization_runs_on_a_gpu_only_when_the_model_fits_it(monkeypatch, tiny_qwen2):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from distill.export.quantize import work_device
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_qwen2)
+    need = sum(p.numel() * p.element_size() for p in model.parameters())
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert work_device(model) == "cpu"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    for total, expected in ((need * 2, "cuda:0"), (need, "cpu")):  # 80% headroom: a model of 100% stays on CPU
+        monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _i, t=total: type("P", (), {"total_memory": t}))
+        assert work_device(model) == expected

@@ -74,10 +74,22 @@ def quantize(full: Path, outfile: Path, qtype: str) -> dict[str, Any]:
     done = subprocess.run([str(exe), str(full), str(outfile), qtype], capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"llama-quantize {qtype} failed:\n{(done.stderr or done.stdout)[-3000:]}")
-    # Rows whose length is not a multiple of a k-quant's 256-value block get another type; say so.
-    fallbacks = sorted({line.split("fallback quantization")[-1].strip() for line in (done.stdout + done.stderr)
-                        .splitlines() if "fallback quantization" in line})
-    return {"fallback_types": fallbacks} if fallbacks else {}
+    fallbacks = parse_fallbacks(done.stdout + done.stderr)
+    return {"fallbacks": fallbacks} if fallbacks else {}
+
+
+def parse_fallbacks(log_text: str) -> dict[str, str]:
+    """Tensors llama-quantize gave another type than it meant to, from its log: {tensor: type it got}.
+
+    A tensor whose rows are not a multiple of the type's block (256 values for k-quants) falls back:
+    `warning: token_embd.weight - ncols 96 not divisible by 256 (required for type q6_K) -> falling back to q8_0`.
+    """
+    out: dict[str, str] = {}
+    for line in log_text.splitlines():
+        if "falling back to" in line:
+            name = line.split(":", 1)[-1].split()[0] if ":" in line else line.split()[0]
+            out[name] = line.rsplit("falling back to", 1)[-1].strip()
+    return out
 
 
 def describe(path: Path) -> dict[str, Any]:

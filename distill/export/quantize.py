@@ -105,7 +105,7 @@ def calibrate_inputs(model: Any, layers: dict[str, Any], calibration: Iterable[l
 
     def observe(name):
         def hook(_module, inputs):
-            amax[name] = torch.maximum(amax[name], inputs[0].detach().abs().amax().float().reshape(1))
+            amax[name] = torch.maximum(amax[name], inputs[0].detach().abs().amax().float().reshape(1).cpu())
         return hook
 
     for m in layers.values():
@@ -146,6 +146,20 @@ def save_compressed(model: Any, tokenizer: Any, out: Path) -> None:
     tokenizer.save_pretrained(out)
 
 
+def work_device(model: Any, headroom: float = 0.8) -> str:
+    """The first GPU when there is one and the model takes at most `headroom` of its memory; else the CPU.
+
+    Larger models (32B and 70B in bf16 on an 80 GB GPU) stay on the CPU: fp8 and dynamic w8a8 need
+    no forward pass, and static w8a8 calibration there is slow (presets say so in their headers).
+    """
+    import torch
+
+    if not torch.cuda.is_available():
+        return "cpu"
+    need = sum(p.numel() * p.element_size() for p in model.parameters())
+    return "cuda:0" if need <= headroom * torch.cuda.get_device_properties(0).total_memory else "cpu"
+
+
 def quantize_student(student: Path, out: Path, fmt: str, calibration: Iterable[list[int]] = (),
                      activations: str = "static") -> dict:
     """Load the fp32 student, quantize it as `fmt`, save it in compressed-tensors format at `out`."""
@@ -159,9 +173,11 @@ def quantize_student(student: Path, out: Path, fmt: str, calibration: Iterable[l
     model = AutoModelForCausalLM.from_pretrained(student, dtype="auto").eval()
     if fmt == "fp8" and not hasattr(torch, "float8_e4m3fn"):
         raise RuntimeError(f"torch {torch.__version__} has no float8_e4m3fn dtype; FORMAT=fp8 needs torch >= 2.1")
+    model.to(work_device(model))  # w8a8's calibration forwards are hours on CPU for a 7B, minutes on a GPU
     summary = quantize_model(model, fmt, calibration, activations)
     save_compressed(model, tokenizer, out)
     return summary
 
 
-__all__ = ["quantize_model", "quantize_student", "require_compressed_tensors", "save_compressed", "scheme_for"]
+__all__ = ["quantize_model", "quantize_student", "require_compressed_tensors", "save_compressed", "scheme_for",
+           "work_device"]
