@@ -37,15 +37,18 @@ SERVED = ("toy://teacher?levels=2&hidden_size=64&num_layers=2&intermediate_size=
 def test_eval_through_transformers_serve_agrees_with_the_hf_backend(tmp_path, monkeypatch):
     """What `make serve` prints: `make eval ... backend=openai backend_options.base_url=<url>` scores the served
     model as the hf backend scores the folder (same problems, k, temperature), within sampling noise."""
+    import json
     import math
     import shutil
     import sys
 
     import yaml
 
+    from distill.cli import main
     from distill.eval.run import run
     from distill.export.serve import free_port, running
     from distill.models import resolve_model
+    from distill.paths import menu_name
 
     if not (Path(sys.executable).parent / "transformers").exists() and not shutil.which("transformers"):
         pytest.skip("`transformers serve` needs the serving extra: pip install -e '.[serve]'")
@@ -53,7 +56,7 @@ def test_eval_through_transformers_serve_agrees_with_the_hf_backend(tmp_path, mo
     model = Path(resolve_model(SERVED))
     test_set = tmp_path / "toy2-test.yaml"
     test_set.write_text(yaml.safe_dump({"name": "toy2-test", "task": "math",
-                                        "toy": {"split": "test", "n": 30, "seed": 0, "levels": [2]}}))
+                                        "toy": {"split": "test", "n": 24, "seed": 0, "levels": [2]}}))
     preset = tmp_path / "served.yaml"
     preset.write_text(yaml.safe_dump({"base": str(model), "template": "chatml", "eval": {
         "benchmarks": [str(test_set)], "default_k": 2, "max_tokens": 96}}))
@@ -68,9 +71,32 @@ def test_eval_through_transformers_serve_agrees_with_the_hf_backend(tmp_path, mo
     cmd = serve_command(model, "127.0.0.1", port, gpu=False)
     with running(cmd.argv, port, tmp_path / "serve.log",
                  env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}) as url:
-        served = pass1("served", ["backend=openai", f"backend_options.base_url={url}"])
-    assert (tmp_path / "served" / "student" / "toy2-test.jsonl").exists()
+        # The line `make serve` prints, through the CLI as make runs it.
+        assert main(["eval", "--size", str(preset), "--out", str(tmp_path / "served_out"), "--student", str(model),
+                     "roles=[student]", "backend=openai", f"backend_options.base_url={url}"]) == 0
+    report = json.loads((tmp_path / "served_out" / "eval" / menu_name(str(preset)) / "report.json").read_text())
+    served = report["benchmarks"]["toy2-test"]["student"]["pass@1"]
     # The model solves a fair share either way (a wrong template or stop token through the server drops it to ~0) ...
     assert local["mean"] >= 0.25 and served["mean"] >= 0.25, (local, served)
     # ... and the two agree within three standard errors of their difference.
     assert abs(local["mean"] - served["mean"]) <= 3 * math.hypot(local["stderr"], served["stderr"]), (local, served)
+
+
+def test_serve_prints_an_eval_line_that_fits_what_it_serves(tmp_path, tiny_qwen2, capsys, monkeypatch):
+    from distill.export import serve
+
+    student = tmp_path / "students" / "tiny" / "final"
+    student.parent.mkdir(parents=True)
+    student.symlink_to(tiny_qwen2)
+    serve.run("tiny", None, tmp_path, port=8124, dry_run=True)
+    out = capsys.readouterr().out
+    assert f"--student {student} roles=[student] backend=openai backend_options.base_url=http://127.0.0.1:8124/v1" in out
+    gguf = tmp_path / "export" / "tiny-gguf"
+    gguf.mkdir(parents=True)
+    (gguf / "tiny-q8_0.gguf").write_bytes(b"GGUF")
+    monkeypatch.setattr(serve, "serve_command", lambda path, host, port, **k: serve.ServeCommand(
+        ["llama-server", "-m", str(path)], f"http://{host}:{port}/v1", str(path), "llama-server"))
+    serve.run("tiny", "gguf", tmp_path, port=8124, dry_run=True)
+    out = capsys.readouterr().out
+    # The eval stage scores model folders, so a GGUF points at its own llama-server eval instead.
+    assert "--student" not in out and f"{gguf / 'eval.json'}" in out

@@ -109,8 +109,12 @@ def run(size: str, fmt: str | None, out: str | Path, host: str = "127.0.0.1", po
     print(f"serving {path} with {cmd.engine} at {cmd.url} (model name: {cmd.model})")
     # --student names the served folder: the request's `model` must be that path, and another OUT
     # keeps these results apart from the hf backend's.
-    print(f"evaluate through it: make eval SIZE={menu_name(size)} OUT=<another out> ARGS=\"--student {path} "
-          f"roles=[student] backend=openai backend_options.base_url={cmd.url}\"")
+    if path.suffix == ".gguf":  # the eval stage scores model folders; the GGUF's own eval ran in llama-server
+        print(f"its held-out eval through llama-server: {path.parent / 'eval.json'} "
+              f"(make export SIZE={menu_name(size)} FORMAT=gguf)")
+    else:
+        print(f"evaluate through it: make eval SIZE={menu_name(size)} OUT=<another out> ARGS=\"--student {path} "
+              f"roles=[student] backend=openai backend_options.base_url={cmd.url}\"")
     print("$ " + " ".join(cmd.argv), flush=True)
     if not dry_run:
         os.execv(cmd.argv[0] if os.path.isabs(cmd.argv[0]) else shutil.which(cmd.argv[0]) or cmd.argv[0], cmd.argv)
