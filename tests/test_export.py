@@ -99,6 +99,16 @@ def test_w8a8_without_traces_names_the_fix(tmp_path, tiny_qwen2, capsys):
     assert code == 2 and "calibrates on the student's clean traces" in capsys.readouterr().err
 
 
+def test_fp8_on_a_torch_without_float8_names_the_fix_before_any_work(tmp_path, tiny_qwen2, monkeypatch, capsys):
+    import torch
+
+    from distill.cli import main
+
+    monkeypatch.delattr(torch, "float8_e4m3fn")
+    assert main(["export", "--format", "fp8", "--student", str(tiny_qwen2), "--out", str(tmp_path)]) == 2
+    assert "torch >= 2.1" in capsys.readouterr().err and not (tmp_path / "export").exists()
+
+
 def test_gguf_without_llama_cpp_names_the_setup_command(tmp_path, tiny_qwen2, monkeypatch, capsys):
     from distill.cli import main
 

@@ -90,6 +90,11 @@ def check_tools(fmt: str, cfg: ExportConfig) -> None:
             from distill.export.quantize import require_compressed_tensors
 
             require_compressed_tensors()
+            import torch
+
+            if fmt == "fp8" and not hasattr(torch, "float8_e4m3fn"):
+                raise ImportError(f"FORMAT=fp8 writes float8_e4m3fn weights, which torch {torch.__version__} lacks: "
+                                  "install torch >= 2.1 (make install), or export FORMAT=w8a8 instead")
         if fmt == "gguf":
             from distill.export import llama_cpp
 
