@@ -78,6 +78,7 @@ JOBS = (
     Job("sampling_stage", "bench/sample_bench.py", ("--quick",), ("--quick", "--seconds", "1"),
         timeout_s=300, repeats=1),
     Job("attention", "bench/attention_bench.py", (), ("--quick",), timeout_s=120, repeats=1, needs_shared_data=True),
+    Job("rl", "bench/rl_bench.py", (), ("--quick",), timeout_s=300, repeats=1),
     Job("export", "bench/export_bench.py", ("--limit", "100"), ("--quick", "--formats", "fp8,gguf"), timeout_s=900,
         repeats=1),
 )
@@ -104,6 +105,8 @@ TARGETS = (
            "requests/s / (concurrency / server latency)"),
     Target("training: tiny preset >= 0.85 of a bare loop", "peers_training", "tiny_vs_bare", 0.85,
            "tokens per CPU second of `distill student --size tiny` / a bare PyTorch loop"),
+    Target("RL: ours >= TRL GRPOTrainer defaults", "rl", "tokens_per_s_ours_vs_trl", 1.0,
+           "generated tokens/s of `make rl SIZE=tiny`'s recipe / GRPOTrainer's defaults, same model, prompts, rewards"),
 )
 
 
@@ -190,6 +193,15 @@ TABLES = (
             ("padding_free_share.attention_real_share",))),
           "Computed from token counts, not timed: micro-batches of per_device_batch_size traces in random order, "
           "padded to their longest (before) or flattened into one row that flash-attention's varlen kernel splits (after)."),
+    Table("RL: the tiny preset's GRPO recipe vs TRL GRPOTrainer defaults (bench/rl_bench.py)", "rl",
+          ("steps", "completions", "generated tokens/s", "steps/s", "share generating"),
+          tuple((label, tuple(f"{side}.{k}" for k in ("optimizer_steps", "completions", "generated_tokens_per_s",
+                                                       "steps_per_s", "generate_share")))
+                for side, label in (("ours", "distill rl, tiny preset"), ("trl_defaults", "TRL GRPOTrainer, defaults")))
+          + (("distill / TRL defaults", (None, None, "tokens_per_s_ours_vs_trl", "steps_per_s_ours_vs_trl", None)),),
+          "Same model (toy://teacher), toy prompts and distill.rl rewards. TRL's defaults: 8 completions per step, "
+          "activation checkpointing, every core; the preset: 8 prompts x 8 completions per step, one thread. Steps "
+          "carry different numbers of completions, so generated tokens/s is the like-for-like figure."),
     Table("Export: each format against the fp32 student it came from (bench/export_bench.py)", "export",
           ("MB", "size vs student", "CPU tokens/s", "pass@1", "retained"),
           (("student (fp32, transformers)", ("student.mb", None, "student.tokens_per_s", "student.pass@1", None)),
