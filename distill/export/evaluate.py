@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from distill.config import load_config, load_yaml
+from distill.config import load_config
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,9 @@ def evaluate_export(size: str, preset_path: Path, student: Path, tmp: Path, fina
     from distill.eval.config import load_eval_config
     from distill.eval.run import load_benchmark, model_column, name_of, sampling_params, weights_fingerprint
 
-    section = load_yaml(preset_path).get("eval") or {}
+    from distill.students.config import StudentConfig
+
+    section = load_config(StudentConfig, preset_path).eval or {}  # the preset, read through its own dataclass
     ecfg, lines = load_eval_config(preset_path, section, eval_overrides)
     for line in lines:
         print(line)

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from distill.config import ConfigError, load_config, load_yaml, menu_path, to_dict
+from distill.config import ConfigError, load_config, menu_path, to_dict
 from distill.paths import export_dir, menu_name
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,9 @@ def check_tools(fmt: str, cfg: ExportConfig) -> None:
 def load_export_config(size: str, overrides: list[str] | None) -> tuple[ExportConfig, Path, list[str]]:
     """ExportConfig defaults < the preset's `export:` section < overrides; eval.* overrides returned apart."""
     preset_path = menu_path("students", size)
-    section = load_yaml(preset_path).get("export") or {}
-    if not isinstance(section, dict):
-        raise ConfigError(f"{preset_path}: key 'export' must be a mapping of ExportConfig keys")
+    from distill.students.config import StudentConfig
+
+    section = load_config(StudentConfig, preset_path).export or {}  # the preset, read through its own dataclass
     own = [o for o in overrides or [] if not o.startswith("eval.")]
     evals = [o.removeprefix("eval.") for o in overrides or [] if o.startswith("eval.")]
     cfg = load_config(ExportConfig, section, own)
