@@ -13,7 +13,8 @@ from fault_server import FaultServer
 from teacher_fixtures import read_lines, write_prompt_set, write_teacher
 
 from distill.config import ConfigError
-from distill.teachers.sample import SamplingStopped, _Lock, run
+from distill.teachers.resume import RunLock
+from distill.teachers.sample import SamplingStopped, run
 from distill.trace import read_traces
 
 
@@ -213,7 +214,7 @@ def test_one_writer_per_folder_and_no_silent_mixing_of_configs(tmp_path):
     with FaultServer() as server:
         teacher = write_teacher(tmp_path, server.urls)
         (tmp_path / "out").mkdir()
-        with _Lock(tmp_path / "out" / ".lock"), pytest.raises(ConfigError, match="another `distill traces`"):
+        with RunLock(tmp_path / "out" / ".lock"), pytest.raises(ConfigError, match="another `distill traces`"):
             run(teacher, prompt_set, tmp_path / "out")
         run(teacher, prompt_set, tmp_path / "out")
         with pytest.raises(ConfigError, match=r"another teacher config \(sampling: .*0\.9"):
@@ -249,7 +250,7 @@ def test_generate_for_eval_returns_n_per_prompt_and_marks_failures(tmp_path):
 def test_keyset_answers_like_a_set_across_merges(monkeypatch):
     import random
 
-    from distill.teachers.sample import KeySet
+    from distill.teachers.resume import KeySet
 
     monkeypatch.setattr(KeySet, "_BUFFER", 64)  # many merges of the recent keys into the sorted array
     rng = random.Random(0)

@@ -1,4 +1,4 @@
-"""Stage 1: teachers (one backend per file) and the sampling run (`sample.py`).
+"""Stage 1: teachers (one backend per file) and the sampling run (`sample.py`, with `resume.py` and `progress.py`).
 
     from distill.teachers import TeacherConfig, load_teacher, SamplingParams
     teacher = load_teacher("r1")                                            # teachers/r1.yaml

@@ -10,7 +10,7 @@ want their work through `batching`:
                 `TeacherError`) and `aclose`, and `distill.teachers.loop` owns the concurrency,
                 the retries and what a failure means, for sampling and eval alike
 
-Resume, ids and file writing live once, in `sample.py`; the eval stage drives the very same
+Resume, ids and file writing live once, in `sample.py` and `resume.py`; the eval stage drives the very same
 backends through `generate` to score students, originals and teachers:
 
     from distill.teachers import TeacherConfig, load_teacher

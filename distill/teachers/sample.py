@@ -27,22 +27,20 @@ What holds, because teacher tokens cost money:
 - Prompts are streamed; memory holds only 8-byte keys of finished samples and seen prompts in
   sorted arrays (`KeySet`): ~16 bytes per prompt, 16 MB for a million.
 - Every sample ends as a trace or a failure record; nothing is dropped silently.
+
+This module is the run loop and where samples land (`Sink`); what is already done and what is
+left (`distill.teachers.resume`) and the counters, progress bar and summary
+(`distill.teachers.progress`) live beside it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import fcntl
-import hashlib
 import json
 import logging
-import os
-import sys
 import time
-from collections import Counter
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,9 +49,10 @@ from distill.prompts import ColumnError, Prompt, PromptSetConfig, load_prompts, 
 from distill.teachers import loop
 from distill.teachers.base import BatchTeacher, Completion, RequestTeacher, SamplingParams, TeacherError
 from distill.teachers.config import Redactor, TeacherConfig, load_traces_config
+from distill.teachers.progress import Progress, Stats, account, format_summary, run_summary
 from distill.teachers.render import conversation
-from distill.trace import (JsonlWriter, Trace, atomic_jsonl, atomic_write_text, read_jsonl, trace_id,
-                           with_provenance)
+from distill.teachers.resume import RunLock, check_same_teacher, compact_failures, id_key, plan, read_done_ids
+from distill.trace import JsonlWriter, Trace, atomic_write_text, read_jsonl, with_provenance
 
 log = logging.getLogger(__name__)
 
@@ -67,145 +66,7 @@ class SamplingStopped(ConfigError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Bookkeeping
-
-
-@dataclass
-class Stats:
-    prompts: int = 0
-    duplicates: int = 0
-    already_done: int = 0
-    written: int = 0
-    failed: int = 0
-    recovered: int = 0
-    retries: Counter = field(default_factory=Counter)
-    failures_by_kind: Counter = field(default_factory=Counter)
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-
-class KeySet:
-    """A set of 64-bit keys in ~8 bytes each: a sorted numpy array plus a small Python set of
-    recent additions, merged into the array when it fills.
-
-    A Python set of ints costs ~70 bytes per key (the int object and the hash slot): 70 MB of
-    bookkeeping at a million prompts, growing with the prompt count. Sorted arrays keep memory
-    near flat; a lookup is a set probe plus a binary search (~2 us), nothing next to a request.
-    Keys are 64-bit hashes of ids: two ids share one with odds of ~1e-8 at 10 million ids.
-    """
-
-    _BUFFER = 1 << 14
-
-    def __init__(self) -> None:
-        import numpy as np
-
-        self._np = np
-        self._sorted = np.empty(0, dtype=np.uint64)
-        self._recent: set[int] = set()
-
-    def add(self, key: int) -> None:
-        self._recent.add(key)
-        if len(self._recent) >= self._BUFFER:
-            self._merge()
-
-    def __contains__(self, key: int) -> bool:
-        if key in self._recent:
-            return True
-        a = self._sorted
-        i = int(a.searchsorted(self._np.uint64(key)))
-        return i < len(a) and int(a[i]) == key
-
-    def __len__(self) -> int:
-        self._merge()
-        return len(self._sorted)
-
-    def _merge(self) -> None:
-        if self._recent:
-            np = self._np
-            fresh = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
-            # concatenate + sort + drop repeats, not np.union1d: its hash-based unique grew RSS by
-            # ~80 bytes per key over 400k keys here (allocator growth), this by ~10.
-            merged = np.concatenate((self._sorted, fresh))
-            merged.sort(kind="mergesort")  # two sorted runs: a merge
-            keep = np.empty(len(merged), dtype=bool)
-            keep[:1] = True
-            np.not_equal(merged[1:], merged[:-1], out=keep[1:])
-            self._sorted = merged[keep]
-            self._recent = set()
-
-
-def _id_key(tid: str) -> int:
-    """A trace id as a 64-bit key (its first 16 hex digits; other ids are hashed)."""
-    if len(tid) == 24:
-        try:
-            return int(tid[:16], 16)
-        except ValueError:
-            pass
-    return int.from_bytes(hashlib.sha256(tid.encode()).digest()[:8], "big")
-
-
-def read_done_ids(path: Path) -> KeySet:
-    """Ids of the traces in raw.jsonl, reading only each line's first bytes when it can.
-
-    JsonlWriter writes `{"id": "<24 hex>", ...` first, so the id is at a fixed place; other
-    lines (traces made elsewhere) are parsed. A bad line is logged and its sample redone.
-    """
-    done = KeySet()
-    if not path.exists():
-        return done
-    prefix = b'{"id": "'
-    with open(path, "rb") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.endswith(b"\n"):
-                break  # JsonlWriter set a torn tail aside before we got here; a racing reader stops
-            if line.startswith(prefix) and line[32:33] == b'"':
-                done.add(_id_key(line[8:32].decode()))
-                continue
-            try:
-                tid = json.loads(line).get("id")
-            except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-                tid = None
-            if isinstance(tid, str) and tid:
-                done.add(_id_key(tid))
-            elif line.strip():
-                log.warning("%s:%d: not a trace (no id); its sample, if any, will be redone", path, lineno)
-    return done
-
-
-class Progress:
-    """A tqdm bar on a terminal (done, failed, rate, tokens, ETA), and a log line every `every` s."""
-
-    def __init__(self, total: int | None, every: float):
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total, unit="sample", dynamic_ncols=True, smoothing=0.05, disable=None,
-                        file=sys.stderr)
-        self.every, self.start = every, time.monotonic()
-        self.last_log = self.last_postfix = self.start
-        self.total = total
-        self.count = 0
-
-    def update(self, stats: Stats, n: int = 1) -> None:
-        self.count += n
-        self.bar.update(n)
-        now = time.monotonic()
-        if now - self.last_postfix >= 0.5 or self.count == self.total:
-            self.last_postfix = now
-            elapsed = max(now - self.start, 1e-9)
-            self.bar.set_postfix(done=stats.written, failed=stats.failed,
-                                 tok_s=f"{stats.completion_tokens / elapsed:.0f}", refresh=False)
-        if now - self.last_log >= self.every:
-            self.last_log = now
-            elapsed = now - self.start
-            rate = stats.written / elapsed if elapsed else 0.0
-            left = (self.total - self.count) / rate if self.total and rate else None
-            log.info("progress: %d/%s samples (%d written, %d failed, %d already done), %.2f samples/s, "
-                     "%.0f tokens/s, ETA %s", self.count, self.total or "?", stats.written, stats.failed,
-                     stats.already_done, rate, stats.completion_tokens / elapsed if elapsed else 0.0,
-                     f"{left / 60:.1f} min" if left is not None else "?")
-
-    def close(self) -> None:
-        self.bar.close()
+# Where finished samples go: raw.jsonl or failures.jsonl
 
 
 class Sink:
@@ -274,38 +135,6 @@ class Sink:
         self.failures.close()
 
 
-# ---------------------------------------------------------------------------------------------
-# The plan: which (prompt, sample index) pairs still need doing
-
-
-def plan(prompts: Iterable[Prompt], n: int, fingerprint: str,
-         done: KeySet | set[int]) -> Iterator[tuple[Prompt, list[tuple[int, str]], int]]:
-    """(prompt, [(sample index, trace id) still to do], samples already done), streamed.
-
-    A prompt id seen before in this stream (the same problem twice in a pool) is skipped, so
-    one run can never write one id twice; it comes out with an empty to-do list and -1 done.
-    """
-    seen = KeySet()
-    for p in prompts:
-        h = int.from_bytes(hashlib.sha256(p.id.encode()).digest()[:8], "big")
-        if h in seen:
-            yield p, [], -1
-            continue
-        seen.add(h)
-        todo = [(k, tid) for k in range(n) if _id_key(tid := trace_id(p.id, k, fingerprint)) not in done]
-        yield p, todo, n - len(todo)
-
-
-def _account(stats: Stats, progress: Progress, already: int) -> None:
-    if already < 0:
-        stats.duplicates += 1
-        return
-    stats.prompts += 1
-    if already:
-        stats.already_done += already
-        progress.update(stats, already)
-
-
 async def sample_requests(teacher: RequestTeacher, work: Iterator[tuple[Prompt, list[tuple[int, str]], int]],
                           sink: Sink, cfg: TeacherConfig, params: SamplingParams) -> None:
     """A server: each sample is one request through the shared request loop (`distill.teachers.loop`)."""
@@ -313,7 +142,7 @@ async def sample_requests(teacher: RequestTeacher, work: Iterator[tuple[Prompt, 
 
     def requests(item: tuple[Prompt, list[tuple[int, str]], int]) -> Iterator[loop.Request]:
         prompt, todo, already = item
-        _account(stats, sink.progress, already)
+        account(stats, sink.progress, already)
         for k, tid in todo:
             one = dataclasses.replace(params, n=1, seed=None if params.seed is None else params.seed + k)
             yield loop.Request(prompt.messages, one, (prompt, k, tid))
@@ -346,7 +175,7 @@ def sample_batches(teacher: BatchTeacher, work: Iterator[tuple[Prompt, list[tupl
     size = 0
     gather = teacher.sequences_per_call(cfg)
     for prompt, todo, already in work:
-        _account(sink.stats, sink.progress, already)
+        account(sink.stats, sink.progress, already)
         if todo:
             batch.append((prompt, todo))
             size += len(todo)
@@ -397,64 +226,6 @@ def _generate_halving(teacher: BatchTeacher, group: list[tuple[Prompt, list[tupl
 # Run
 
 
-@dataclass
-class _Lock:
-    """One `distill traces` per output folder: two would sample the same ids and duplicate them."""
-
-    path: Path
-    fd: int = -1
-
-    def __enter__(self) -> _Lock:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            other = os.pread(self.fd, 32, 0).decode(errors="replace").strip()
-            os.close(self.fd)
-            raise ConfigError(f"another `distill traces` (pid {other or '?'}) is writing to {self.path.parent}; "
-                              "wait for it to finish or stop it (a second run would duplicate samples)") from None
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, str(os.getpid()).encode(), 0)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        os.close(self.fd)  # closing releases the flock; the kernel does the same on kill -9
-
-
-def _check_same_teacher(out_dir: Path, cfg: TeacherConfig, allow_mixed: bool) -> None:
-    previous = out_dir / "run.json"
-    raw = out_dir / "raw.jsonl"
-    if allow_mixed or not previous.exists() or not raw.exists() or raw.stat().st_size == 0:
-        return
-    try:
-        before = json.loads(previous.read_text())["teacher"]
-    except (json.JSONDecodeError, KeyError, OSError):
-        return
-    if before.get("fingerprint") != cfg.fingerprint():
-        now = cfg.record()
-        changed = [f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in ("model", "backend", "sampling", "system_prompt",
-                                                                       "prefill", "extra_body")
-                   if before.get(k) != now.get(k)]
-        raise ConfigError(
-            f"{raw} holds traces from another teacher config ({'; '.join(changed) or 'fingerprint differs'}). "
-            "Mixing them in one file mixes distributions: use another --out, or pass allow_mixed=true"
-        )
-
-
-def _compact_failures(path: Path, resolved: set[str]) -> int:
-    """Keep the latest failure of each sample that is still missing; return how many remain."""
-    if not path.exists():
-        return 0
-    latest: dict[str, dict[str, Any]] = {}
-    for _, record in read_jsonl(path):
-        if isinstance(record, dict) and isinstance(record.get("id"), str) and record["id"] not in resolved:
-            latest[record["id"]] = record
-    with atomic_jsonl(path) as w:
-        for record in latest.values():
-            w.write(record)
-    return len(latest)
-
-
 def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConfig, out_dir: str | Path,
         shard: str | tuple[int, int] | None = None, overrides: list[str] | None = None) -> dict[str, Any]:
     """Sample `n` traces per prompt into out_dir/raw.jsonl; return (and print) the summary."""
@@ -496,8 +267,8 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     started = time.time()
     summary: dict[str, Any] = {}
     try:
-        with _Lock(out_dir / ".lock"):
-            _check_same_teacher(out_dir, tcfg, cfg.allow_mixed)
+        with RunLock(out_dir / ".lock"):
+            check_same_teacher(out_dir, tcfg, cfg.allow_mixed)
             atomic_write_text(out_dir / "run.json", json.dumps({
                 "teacher": {**tcfg.record(), "api_key_env": tcfg.api_key_env, "endpoints": len(tcfg.base_url),
                             "concurrency": tcfg.concurrency, "timeout": tcfg.timeout, "max_retries": tcfg.max_retries},
@@ -530,13 +301,13 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
             finally:
                 sink.close()
                 progress.close()
-                resolved = {tid for tid in earlier_failures if _id_key(tid) in done} | sink.recovered_ids
-                remaining = _compact_failures(out_dir / "failures.jsonl", resolved)
-                summary = _summary(tcfg, pcfg, out_dir, shard_pair, stats, len(done), remaining,
+                resolved = {tid for tid in earlier_failures if id_key(tid) in done} | sink.recovered_ids
+                remaining = compact_failures(out_dir / "failures.jsonl", resolved)
+                summary = run_summary(tcfg, pcfg, out_dir, shard_pair, stats, len(done), remaining,
                                    time.time() - started)
                 atomic_write_text(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
-                print(_format_summary(summary), flush=True)
-                for line in _format_summary(summary).splitlines():
+                print(format_summary(summary), flush=True)
+                for line in format_summary(summary).splitlines():
                     log.info("%s", line)
     finally:
         root.removeHandler(file_log)
@@ -547,32 +318,3 @@ def run(teacher: str | Path | TeacherConfig, prompts: str | Path | PromptSetConf
     return summary
 
 
-def _summary(tcfg: TeacherConfig, pcfg: PromptSetConfig, out_dir: Path, shard: tuple[int, int] | None, stats: Stats,
-             before: int, failures_left: int, wall: float) -> dict[str, Any]:
-    return {
-        "teacher": tcfg.label, "model": tcfg.model, "backend": tcfg.backend, "prompts": pcfg.name,
-        "shard": f"{shard[0]}/{shard[1]}" if shard else None, "samples_per_prompt": tcfg.sampling.n,
-        "out_dir": str(out_dir), "prompts_seen": stats.prompts, "duplicate_prompts": stats.duplicates,
-        "already_done": stats.already_done, "written": stats.written, "failed": stats.failed,
-        "recovered_failures": stats.recovered, "failures_left": failures_left,
-        "traces_in_file": before + stats.written, "retries": dict(stats.retries),
-        "failures_by_kind": dict(stats.failures_by_kind), "prompt_tokens": stats.prompt_tokens,
-        "completion_tokens": stats.completion_tokens, "wall_s": round(wall, 2),
-        "samples_per_s": round(stats.written / wall, 3) if wall > 0 else None,
-    }
-
-
-def _format_summary(s: dict[str, Any]) -> str:
-    retries = ", ".join(f"{k} x{v}" for k, v in sorted(s["retries"].items())) or "none"
-    lines = [
-        f"traces: {s['prompts_seen']} prompts x {s['samples_per_prompt']} from {s['teacher']} -> {s['out_dir']}/raw.jsonl"
-        + (f" (shard {s['shard']})" if s["shard"] else ""),
-        (f"  this run: {s['written']} written, {s['failed']} failed, {s['already_done']} already done, "
-         f"{s['duplicate_prompts']} duplicate prompts skipped; raw.jsonl now holds {s['traces_in_file']}"),
-        (f"  tokens: {s['prompt_tokens']:,} prompt, {s['completion_tokens']:,} completion; "
-         f"{s['samples_per_s'] or 0:.2f} samples/s over {s['wall_s']:.1f} s; retries: {retries}"),
-    ]
-    if s["failures_left"]:
-        lines.append(f"  {s['failures_left']} samples failed (failures.jsonl, with reasons): rerun the same command "
-                     "to retry them")
-    return "\n".join(lines)
