@@ -415,3 +415,13 @@ def test_openai_backend_against_transformers_serve(transformers_server, tiny_qwe
     out = load_teacher(teacher).generate(CHATS[:2], SamplingParams(n=1, max_tokens=4))
     assert [len(cs) for cs in out] == [1, 1] and all(cs[0].finish_reason in ("stop", "length") for cs in out)
     assert all(cs[0].completion_tokens and cs[0].raw.get("id") for cs in out)
+
+
+def test_backends_declare_their_batching_and_eval_chunk_and_the_eval_follows_them():
+    from distill.eval.config import EvalConfig
+    from distill.teachers import backend_class
+
+    declared = {b: (backend_class(b).batching, backend_class(b).eval_chunk(16)) for b in ("hf", "vllm", "openai")}
+    assert declared == {"hf": ("batches", 64), "vllm": ("batches", 2048), "openai": ("requests", 2048)}
+    assert [EvalConfig().chunk_for(b, 16) for b in declared] == [64, 2048, 2048]
+    assert EvalConfig(chunk=8).chunk_for("vllm", 16) == 8  # the user's chunk wins

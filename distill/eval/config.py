@@ -146,7 +146,9 @@ class EvalConfig:
         """Sequences per generate call for a model on `backend` (see `chunk`)."""
         if self.chunk is not None:
             return self.chunk
-        return 4 * batch_size if backend == "hf" else 2048
+        from distill.teachers import backend_class
+
+        return backend_class(backend).eval_chunk(batch_size)  # each backend declares what suits it
 
     def samples_for(self, benchmark: str) -> int:
         """k of `benchmark`: 1 in greedy mode (greedy samples are identical), else from `k`."""

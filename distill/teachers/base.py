@@ -71,6 +71,11 @@ class Teacher(Protocol):
     prompt_note: str | None
     """How this backend prompts a model with no chat template of its own (reported by the eval), or None."""
 
+    @staticmethod
+    def eval_chunk(batch_size: int) -> int:
+        """Sequences the eval hands one `generate` call (its results are written after each call)."""
+        ...
+
     def generate(self, prompts: list[list[dict[str, str]]], params: SamplingParams) -> list[list[Completion]]:
         """`params.n` completions per prompt, in prompt order."""
         ...

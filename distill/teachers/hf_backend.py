@@ -34,6 +34,11 @@ class HFTeacher:
         A kill loses at most one call, which on CPU is seconds of work."""
         return 4 * cfg.batch_size
 
+    @staticmethod
+    def eval_chunk(batch_size: int) -> int:
+        """As for sampling: four batches per call, so a kill loses seconds of work."""
+        return 4 * batch_size
+
     def __init__(self, cfg: TeacherConfig):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer

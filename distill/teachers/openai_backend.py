@@ -34,6 +34,11 @@ class OpenAITeacher:
     batching = "requests"
     prompt_note = None  # the server applies its model's own template
 
+    @staticmethod
+    def eval_chunk(batch_size: int) -> int:
+        """2048: requests in flight are bounded by `concurrency`, not by the chunk."""
+        return 2048
+
     def __init__(self, cfg: TeacherConfig):
         self.cfg = cfg
         self.name = cfg.label

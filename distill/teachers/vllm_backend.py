@@ -102,6 +102,11 @@ class VLLMTeacher:
         """`cfg.batch_size` (teachers/qwq.yaml: 512): vLLM schedules the whole list itself."""
         return cfg.batch_size
 
+    @staticmethod
+    def eval_chunk(batch_size: int) -> int:
+        """2048 whatever the batch size: the engine schedules the list itself and runs best kept full."""
+        return 2048
+
     def __init__(self, cfg: TeacherConfig):
         try:
             import vllm
