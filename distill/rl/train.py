@@ -1,6 +1,6 @@
 """Stage 5: GRPO on the SFT student with rewards from `distill.verify` (TRL GRPOTrainer); resumable.
 
-    make rl SIZE=tiny                                        # the toy student, CPU, ~1 minute
+    make rl SIZE=tiny                                        # the toy student, CPU, ~3 minutes
     make rl SIZE=1.5b PROMPTS=openr1-math                    # open-r1's R1-Distill-Qwen-1.5B GRPO recipe, vLLM colocated
     make rl SIZE=7b PROMPTS=numinamath ARGS="beta=0.0 max_steps=500"
     distill rl --size 1.5b --prompts openr1-math --student my/model/dir
