@@ -73,7 +73,8 @@ def test_eval_through_transformers_serve_agrees_with_the_hf_backend(tmp_path, mo
                  env={"HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hf")}) as url:
         # The line `make serve` prints, through the CLI as make runs it.
         assert main(["eval", "--size", str(preset), "--out", str(tmp_path / "served_out"), "--student", str(model),
-                     "roles=[student]", "backend=openai", f"backend_options.base_url={url}"]) == 0
+                     "roles=[student]", "backend=openai", f"backend_options.base_url={url}",
+                     "backend_options.concurrency=1"]) == 0
     report = json.loads((tmp_path / "served_out" / "eval" / menu_name(str(preset)) / "report.json").read_text())
     served = report["benchmarks"]["toy2-test"]["student"]["pass@1"]
     # The model solves a fair share either way (a wrong template or stop token through the server drops it to ~0) ...
@@ -90,7 +91,8 @@ def test_serve_prints_an_eval_line_that_fits_what_it_serves(tmp_path, tiny_qwen2
     student.symlink_to(tiny_qwen2)
     serve.run("tiny", None, tmp_path, port=8124, dry_run=True)
     out = capsys.readouterr().out
-    assert f"--student {student} roles=[student] backend=openai backend_options.base_url=http://127.0.0.1:8124/v1" in out
+    assert (f"--student {student} roles=[student] backend=openai backend_options.base_url=http://127.0.0.1:8124/v1 "
+            "backend_options.concurrency=1") in out
     gguf = tmp_path / "export" / "tiny-gguf"
     gguf.mkdir(parents=True)
     (gguf / "tiny-q8_0.gguf").write_bytes(b"GGUF")
