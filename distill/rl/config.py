@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from distill.config import ConfigError, load_config, load_yaml, menu_path
+from distill.config import ConfigError, load_config, menu_path
 from distill.paths import menu_name
 from distill.rl.rewards import REWARDS
 
@@ -133,13 +133,13 @@ class RLConfig:
 
 def load_rl_config(size: str | Path, overrides: list[str] | None = None) -> tuple[RLConfig, Path]:
     """The `rl:` block of students/<size>.yaml + key=value overrides, validated."""
+    from distill.students.config import StudentConfig
+
     path = menu_path("students", size)
-    block = load_yaml(path).get("rl")
+    block = load_config(StudentConfig, path).rl  # the preset, read through its own dataclass
     if block is None:
         raise ConfigError(f"{path} has no `rl:` block, so `make rl SIZE={menu_name(size)}` has no recipe; add one "
                           f"(see students/1.5b.yaml) or use a size that has it")
-    if not isinstance(block, dict):
-        raise ConfigError(f"{path}: key 'rl' must be a mapping of RLConfig keys, got {block!r:.60}")
     cfg = load_config(RLConfig, block, overrides)
     problems = cfg.problems()
     if problems:
