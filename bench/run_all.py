@@ -200,8 +200,8 @@ TABLES = (
                 for side, label in (("ours", "distill rl, tiny preset"), ("trl_defaults", "TRL GRPOTrainer, defaults")))
           + (("distill / TRL defaults", (None, None, "tokens_per_s_ours_vs_trl", "steps_per_s_ours_vs_trl", None)),),
           "Same model (toy://teacher), toy prompts and distill.rl rewards. TRL's defaults: 8 completions per step, "
-          "activation checkpointing, every core; the preset: 8 prompts x 8 completions per step, one thread. Steps "
-          "carry different numbers of completions, so generated tokens/s is the like-for-like figure."),
+          "activation checkpointing, every core; the preset: its rl block's batch (32 prompts x 4 completions), one "
+          "thread. Steps carry different numbers of completions, so generated tokens/s is the like-for-like figure."),
     Table("Export: each format against the fp32 student it came from (bench/export_bench.py)", "export",
           ("MB", "size vs student", "CPU tokens/s", "pass@1", "retained"),
           (("student (fp32, transformers)", ("student.mb", None, "student.tokens_per_s", "student.pass@1", None)),
