@@ -79,7 +79,7 @@ JOBS = (
         timeout_s=300, repeats=1),
     Job("attention", "bench/attention_bench.py", (), ("--quick",), timeout_s=120, repeats=1, needs_shared_data=True),
     Job("rl", "bench/rl_bench.py", (), ("--quick",), timeout_s=300, repeats=1),
-    Job("export", "bench/export_bench.py", ("--limit", "100"), ("--quick", "--formats", "fp8,gguf"), timeout_s=900,
+    Job("export", "bench/export_bench.py", (), ("--quick", "--formats", "fp8,gguf"), timeout_s=900,
         repeats=1),
 )
 
