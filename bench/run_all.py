@@ -1,6 +1,6 @@
 """`make bench`: every bench/ script, repeated, in one report side by side with the tools users would pick instead.
 
-    make bench                                               # ~16 minutes on 2 cores; out/bench/report.md
+    make bench                                               # ~24 minutes on 2 cores; out/bench/report.md
     .venv/bin/python bench/run_all.py --out out/bench        # the same
     .venv/bin/python bench/run_all.py --out out/bench --quick    # smaller runs, one repeat: ~3.5 minutes
     .venv/bin/python bench/run_all.py --render out/bench/report.json --out out/bench   # redo report.md only
@@ -64,7 +64,7 @@ class Job:
         return " ".join([".venv/bin/python", self.script, *(self.quick_argv if quick else self.argv)])
 
 
-# Full-mode arguments and repeats are chosen to finish in about 16 minutes on 2 cores shared with
+# Full-mode arguments and repeats are chosen to finish in about 24 minutes on 2 cores shared with
 # other work (measured at load 5-7: a sampling repeat takes 4 minutes, as the 0.5 s latency sets
 # 10,000 requests at concurrency 64 to 78 s per client); each script alone runs its larger default.
 JOBS = (
@@ -492,7 +492,7 @@ def main(argv: list[str] | None = None) -> dict:
     jobs = tuple(j for j in JOBS if (not args.only or j.name in args.only) and j.name not in args.skip)
     planned = {j.name: args.repeats or (1 if args.quick else j.repeats or 3) for j in jobs}
     repeats = max(planned.values(), default=0)
-    budget = 60 * (args.budget_min or (6 if args.quick else 19))
+    budget = 60 * (args.budget_min or (6 if args.quick else 25))
     shared = REPO.parent / "shared" / "data"
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
