@@ -477,7 +477,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--repeats", type=int, default=None,
                    help="repeats of every job (default: 3 for the peers, fewer for the stage benches; 1 with --quick)")
     p.add_argument("--budget-min", type=float, default=None,
-                   help="start no repeat that would end past this many minutes (default 19; 6 with --quick)")
+                   help="start no repeat that would end past this many minutes (default 25; 6 with --quick)")
     p.add_argument("--only", nargs="+", choices=[j.name for j in JOBS], help="run only these jobs")
     p.add_argument("--skip", nargs="+", choices=[j.name for j in JOBS], default=[], help="skip these jobs")
     p.add_argument("--render", type=Path, metavar="REPORT_JSON",
