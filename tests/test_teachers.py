@@ -4,14 +4,9 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 import types
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -362,39 +357,18 @@ def test_vllm_engine_generates(tiny_qwen2):
 # openai backend against a real OpenAI-compatible server: `transformers serve` on the tiny model
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def transformers_server(tiny_qwen2, tmp_path_factory):
-    exe = Path(sys.executable).parent / "transformers"
-    if not exe.exists() and not shutil.which("transformers"):
+    from distill.export.serve import free_port, running, serve_command
+
+    if not (Path(sys.executable).parent / "transformers").exists() and not shutil.which("transformers"):
         pytest.skip("`transformers serve` needs the serving extra: pip install -e '.[serve]'")
-    port = _free_port()
+    port = free_port()
     cache = tmp_path_factory.mktemp("hf-cache")
-    log_path = cache / "serve.log"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1", "HF_HUB_CACHE": str(cache)}
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([str(exe if exe.exists() else "transformers"), "serve", str(tiny_qwen2), "--host",
-                                 "127.0.0.1", "--port", str(port), "--device", "cpu"],
-                                env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"transformers serve did not start: {log_path.read_text()[-3000:]}") from None
-                time.sleep(0.25)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        proc.kill()  # by PID: only the server this fixture started
-        proc.wait()
+    cmd = serve_command(Path(tiny_qwen2), "127.0.0.1", port, gpu=False)
+    with running(cmd.argv, port, cache / "serve.log", ready_timeout=90,
+                 env={"HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_UPDATE_CHECK": "1", "HF_HUB_CACHE": str(cache)}) as url:
+        yield url  # the server is killed by PID when the session ends
 
 
 @pytest.mark.slow
