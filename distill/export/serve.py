@@ -109,7 +109,7 @@ def run(size: str, fmt: str | None, out: str | Path, host: str = "127.0.0.1", po
     print(f"serving {path} with {cmd.engine} at {cmd.url} (model name: {cmd.model})")
     # --student names the served folder: the request's `model` must be that path, and another OUT
     # keeps these results apart from the hf backend's.
-    if path.suffix == ".gguf":  # the eval stage scores model folders; the GGUF's own eval ran in llama-server
+    if cmd.engine == "llama-server":  # the eval stage scores model folders; the GGUF's own eval ran in llama-server
         print(f"its held-out eval through llama-server: {path.parent / 'eval.json'} "
               f"(make export SIZE={menu_name(size)} FORMAT=gguf)")
     else:

@@ -32,7 +32,7 @@ class HFTeacher:
     def sequences_per_call(cfg: TeacherConfig) -> int:
         """Four batches' worth: `generate` sorts them by prompt length into batches of `cfg.batch_size`.
         A kill loses at most one call, which on CPU is seconds of work."""
-        return 4 * cfg.batch_size
+        return HFTeacher.eval_chunk(cfg.batch_size)
 
     @staticmethod
     def eval_chunk(batch_size: int) -> int:
