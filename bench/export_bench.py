@@ -81,12 +81,12 @@ def rows(results: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, 
     for fmt, r in results.items():
         s = r["student"]
         if student is None:
-            student = {"bytes": s["bytes"], "mb": round(s["bytes"] / 1e6, 3), "pass@1": s["pass@1_mean"], **_work(s, r)}
+            student = {"bytes": s["bytes"], "mb": round(s["bytes"] / 1e6, 3), "pass@1": s["pass@1_mean"], **_work(s)}
         elif s["pass@1_mean"] != student["pass@1"]:
             raise SystemExit(f"{fmt}: the student's pass@1 {s['pass@1_mean']} differs from the first format's "
                              f"{student['pass@1']}; the exports were not scored against the same samples")
         for name, v in r["variants"].items():
-            work = _work(v, r)
+            work = _work(v)
             if work["samples"] != student["samples"] or work["generated"] != work["samples"]:
                 raise SystemExit(f"{name}: scored {work['samples']} samples ({work['generated']} generated in this "
                                  f"run), the student {student['samples']}: the sides did different work")
@@ -96,7 +96,7 @@ def rows(results: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], dict[str, 
     return student, out
 
 
-def _work(scores: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+def _work(scores: dict[str, Any]) -> dict[str, Any]:
     samples = sum(b["samples"] for b in scores["benchmarks"].values())
     gen = scores.get("generation") or {}
     return {"samples": samples, "generated": gen.get("generated"), "completion_tokens": gen.get("completion_tokens"),

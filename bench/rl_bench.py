@@ -78,7 +78,7 @@ def figures(clock: GenerationClock, steps: int, wall: float, cpu: float) -> dict
 def ours(model_dir: Path, rows: list[dict], cfg: Any, out: Path, steps: int, pad_id: int | None) -> dict[str, Any]:
     from distill.config import to_dict
     from distill.rl.train import train
-    from distill.students.card import write_record
+    from distill.students.card import read_record, write_record
 
     clocks: list[GenerationClock] = []
     cfg = replace(cfg, max_steps=steps, save_steps=10_000, report_to="none", logging_steps=1)
@@ -87,7 +87,7 @@ def ours(model_dir: Path, rows: list[dict], cfg: Any, out: Path, steps: int, pad
     wall, cpu = time.perf_counter(), time.process_time()
     train(cfg, model_dir, rows, out, callbacks=[callback_for(clocks, pad_id)])
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    steps_done = json.loads((out / "run.json").read_text())["results"]["optimizer_steps"]
+    steps_done = read_record(out)["results"]["optimizer_steps"]
     return {**figures(clocks[0], steps_done, wall, cpu), "threads": cfg.torch_threads,
             "completions_per_step": cfg.per_device_batch_size * cfg.gradient_accumulation_steps}
 
