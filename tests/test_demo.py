@@ -153,3 +153,66 @@ def test_demo_passes_dotted_stage_keys_on_as_overrides():
     assert cfg.rl and dotted(cfg.rl_block) == ["max_steps=60"]
     with pytest.raises(ConfigError, match="unknown key 'studnet'.*Did you mean 'student'"):
         load_config(DemoConfig, {}, ["studnet.learning_rate=1e-3"])
+
+
+def test_toy_steps_keeps_right_scratchpads_and_names_the_first_wrong_line(make_trace):
+    import random
+
+    from distill.toy.steps import ToySteps, wrong_step
+    from distill.toy.task import INSTRUCTION, toy_problems
+
+    items = list(toy_problems("train", 300, seed=5))
+    rng = random.Random(0)
+    for it in items:
+        prompt = f"{it['problem']}\n\n{INSTRUCTION}"
+        assert wrong_step(prompt, it["reasoning"]) is None, it
+        lines = it["reasoning"].split("\n")
+        if len(lines) < 3:
+            continue
+        # One wrong value in the middle of the chain, whatever the final line says, is caught at its line.
+        n = rng.randrange(1, len(lines) - 1)
+        value, rest = lines[n][1], lines[n][2:]
+        lines[n] = f"={(int(value) + 1) % 10}{rest}"
+        reason = wrong_step(prompt, "\n".join(lines))
+        assert reason is not None and reason.startswith(f"wrong step: line {n + 1} "), (it, reason)
+    prompt = f"Compute 7-3+5-2-5+1.\n\n{INSTRUCTION}"
+    lucky = "7-3+5-2-5+1\n=3+5-2-5+1\n=7-2-5+1\n=5-5+1\n=1+1\n=3"  # a real teacher sample: answer right, steps not
+    assert wrong_step(prompt, lucky) == "wrong step: line 2 '=3+5-2-5+1' should be '=4+5-2-5+1' (7-3 is 4)"
+    assert wrong_step(prompt, "7-3+5-2-5+1\n=4+5-2-5+1") == "unfinished: the last line '=4+5-2-5+1' still has an operation"
+    assert wrong_step(prompt, "7-3+5+2-5+1\n=4+5+2-5+1").startswith("wrong step: line 1 '7-3+5+2-5+1' is not the problem")
+    assert wrong_step("What is 2+3?", "2+3\n=5") == "not a toy problem: the prompt has no 'Compute <expression>.'"
+
+    f = ToySteps()
+    right = make_trace(messages=[{"role": "user", "content": prompt}], reasoning=lucky.replace(
+        "=3+5-2-5+1\n=7-2-5+1\n=5-5+1\n=1+1", "=4+5-2-5+1\n=9-2-5+1\n=7-5+1\n=2+1"), answer="\\boxed{3}", reference="3")
+    wrong = make_trace(messages=[{"role": "user", "content": prompt}], reasoning=lucky, answer="\\boxed{3}", reference="3")
+    assert f.check(right) is None and f.check(wrong).startswith("wrong step: line 2")
+
+
+
+def test_toy_steps_is_switched_on_from_the_command_line_and_sends_lucky_chains_to_rejects(tmp_path, make_trace):
+    import json
+
+    from distill.config import load_config
+    from distill.filters.run import load_filter_config
+    from distill.filters.run import run as run_filter
+    from distill.toy.demo import DemoConfig, dotted
+    from distill.toy.task import INSTRUCTION
+
+    cfg = load_config(DemoConfig, {}, ["prompts=12000", "filter.toy_steps=true"])
+    assert dotted(cfg.filter) == ["toy_steps=true"]
+    names = [n for n, _ in load_filter_config("tiny", None, dotted(cfg.filter)).recipe]
+    assert "toy_steps" not in [n for n, _ in load_filter_config("tiny", None, []).recipe]  # opt-in
+    assert names.index("toy_steps") > names.index("math_correct")
+
+    messages = [{"role": "user", "content": f"Compute 7-3+5-2-5+1.\n\n{INSTRUCTION}"}]
+    right = make_trace(prompt_id="right", messages=messages, reference="3", answer="The answer is \\boxed{3}.",
+                       reasoning="7-3+5-2-5+1\n=4+5-2-5+1\n=9-2-5+1\n=7-5+1\n=2+1\n=3")
+    lucky = make_trace(prompt_id="lucky", messages=messages, reference="3", answer="The answer is \\boxed{3}.",
+                       reasoning="7-3+5-2-5+1\n=3+5-2-5+1\n=7-2-5+1\n=5-5+1\n=1+1\n=3")
+    raw = tmp_path / "raw.jsonl"
+    raw.write_text(right.to_json() + "\n" + lucky.to_json() + "\n")
+    run_filter(raw, tmp_path, teacher="tiny", overrides=["toy_steps=true", "decontaminate=false", "workers=0"])
+    assert [json.loads(line)["prompt_id"] for line in (tmp_path / "clean.jsonl").open()] == ["right"]
+    rejected = [json.loads(line) for line in (tmp_path / "rejects.jsonl").open()]
+    assert len(rejected) == 1 and "line 2 '=3+5-2-5+1' should be '=4+5-2-5+1'" in json.dumps(rejected[0])

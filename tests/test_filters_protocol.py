@@ -15,8 +15,7 @@ import pytest
 
 from distill.filters import apply_filters
 from distill.filters.base import Item, TraceFilter, apply_annotation
-from distill.filters.code import CodeCorrect
-from distill.filters.recipe import FILTERS
+from distill.filters.recipe import FILTERS, filter_class
 from distill.trace import Trace
 
 CODE_TESTS = {"check": "def check(candidate):\n    assert candidate(3) == 9\n", "entry_point": "square"}
@@ -33,7 +32,7 @@ def _traces(make_trace) -> list[Trace]:
 
 
 def _built_in(name: str) -> TraceFilter:
-    cls = CodeCorrect if name == "code_correct" else FILTERS[name]
+    cls = filter_class(name)  # code_correct and toy_steps are named by import path
     f = cls(texts=["an unrelated benchmark problem about seven apples and a pear"]) if name == "decontaminate" else cls()
     f.prepare()
     return f

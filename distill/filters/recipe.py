@@ -47,6 +47,7 @@ FILTERS: dict[str, type[TraceFilter] | str] = {
     "decontaminate": Decontaminate,
     "math_correct": MathCorrect,
     "code_correct": "distill.filters.code:CodeCorrect",  # imported when used: it needs the sandbox
+    "toy_steps": "distill.toy.steps:ToySteps",  # the toy task's every-line check, opt-in
     "dedup": Dedup,
     "select": Select,
 }
