@@ -8,9 +8,9 @@
 `math_correct` keeps a trace whose boxed answer is right. On the toy that is not enough: the tiny
 teacher often reaches the right answer through wrong lines (`7-3+5-2-5+1` -> `=3+5-2-5+1` ...
 -> `=3`), and a student trained on such traces learns those wrong facts with the right ones.
-Measured on one teacher's 12,000 samples (docs/toy.md): 4,094 pass the R1 recipe, 1,123 of them
-right at every line. A student trained on those 1,123 reached 72.4% held-out pass@1 (k=8)
-against 44.1% on all 4,094 and 36.5% for the teacher.
+Measured on one teacher's 12,000 samples (docs/toy.md): 4,094 pass the R1 recipe, and 1,123 are
+right at every line and in the answer. A student trained on those 1,123 reached 72.4% held-out
+pass@1 (k=8), against 44.1% on the 4,094 and 36.5% for the teacher.
 
 It is a process check in the sense of step-level verification (Lightman et al. 2023, "Let's
 Verify Step by Step"), possible here because each toy step can be computed exactly; a real
