@@ -165,6 +165,19 @@ def _serve(a: argparse.Namespace) -> None:
         dry_run=a.dry_run)
 
 
+def _demo_keys() -> str:
+    """The demo's keys with their defaults, read from DemoConfig so the help cannot drift from it."""
+    import dataclasses
+
+    from distill.toy.demo import DemoConfig
+
+    plain = [f"{f.name}={str(f.default).lower() if isinstance(f.default, bool) else f.default}"
+             for f in dataclasses.fields(DemoConfig) if f.default is not dataclasses.MISSING]
+    nested = [f"{f.name}.<key>=" for f in dataclasses.fields(DemoConfig) if f.default is dataclasses.MISSING]
+    return (f"keys: {' '.join(plain)}; dotted stage keys: {' '.join(nested)} "
+            f"(e.g. prompts=12000 filter.toy_steps=true rl=true)")
+
+
 def _demo(a: argparse.Namespace) -> None:
     from distill.toy.demo import run
 
@@ -245,7 +258,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--student", default=None, help="SFT student model dir (default: out/students/<size>/final)")
     p.add_argument("--teacher", default=None, help="the teacher whose traces distilled the student (recorded in the card)")
 
-    stage("demo", "All four stages on CPU with the embedded tiny teacher and student.", _demo)
+    p = stage("demo", "The whole loop on CPU with the embedded tiny teacher and student: sample, filter, train a student "
+              "on the clean and one on the raw traces, (rl=true: GRPO), evaluate against the original and the teacher.",
+              _demo)
+    p.epilog = _demo_keys()
     return parser
 
 

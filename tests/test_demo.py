@@ -216,3 +216,13 @@ def test_toy_steps_is_switched_on_from_the_command_line_and_sends_lucky_chains_t
     assert [json.loads(line)["prompt_id"] for line in (tmp_path / "clean.jsonl").open()] == ["right"]
     rejected = [json.loads(line) for line in (tmp_path / "rejects.jsonl").open()]
     assert len(rejected) == 1 and "line 2 '=3+5-2-5+1' should be '=4+5-2-5+1'" in json.dumps(rejected[0])
+
+
+def test_demo_help_lists_the_demo_keys_from_its_config(capsys):
+    from distill.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["demo", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for key in ("prompts=3000", "student_steps=1000", "rl=false", "student.<key>=", "filter.<key>=", "rl_block.<key>="):
+        assert key in text, key
