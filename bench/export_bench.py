@@ -48,20 +48,19 @@ def model_under_test(student: str | None) -> tuple[Path, str]:
     return Path(resolve_model("toy://teacher")), "the toy teacher (no trained student in out/)"
 
 
-def calibration_file(root: Path, model: Path) -> Path:
+def calibration_file(root: Path) -> Path:
     """Clean traces for w8a8's static scales: the demo's when present, else toy traces rendered from the task."""
     demo = REPO / "out" / "traces" / "tiny" / "toy" / "clean.jsonl"
     if demo.exists():
         return demo
     from distill.toy.task import toy_problems
-    from distill.trace import Trace
+    from distill.trace import Trace, write_traces
 
     path = root / "calibration.jsonl"
-    with path.open("w") as f:
-        for p in toy_problems("train", 256, seed=11):
-            t = Trace(id=f"cal-{p['id']}", prompt_id=str(p["id"]), messages=[{"role": "user", "content": p["problem"]}],
-                      reasoning=p["reasoning"], answer=p["solution"], reference=p["answer"], finish_reason="stop")
-            f.write(json.dumps(t.to_dict()) + "\n")
+    write_traces(path, (Trace(id=f"cal-{p['id']}", prompt_id=str(p["id"]),
+                              messages=[{"role": "user", "content": p["problem"]}], reasoning=p["reasoning"],
+                              answer=p["solution"], reference=p["answer"], finish_reason="stop")
+                        for p in toy_problems("train", 256, seed=11)))
     return path
 
 
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="export-bench-") as tmp:
         root = Path(tmp)
-        data = calibration_file(root, model)
+        data = calibration_file(root)
         for fmt in formats:
             results[fmt] = export_once(fmt, model, root, limit, k, data)
     student, variants = rows(results)

@@ -99,16 +99,15 @@ def trl_defaults(model_dir: Path, rows: list[dict], cfg: Any, out: Path, steps: 
     from trl import GRPOConfig, GRPOTrainer
 
     from distill.rl.rewards import reward_functions
+    from distill.rl.train import generation_stop_ids
 
-    torch.set_num_threads(torch.get_num_threads())  # TRL's default: whatever torch takes (every core)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     args = GRPOConfig(output_dir=str(out), use_cpu=True, bf16=False, max_steps=steps, learning_rate=cfg.learning_rate,
                       save_strategy="no", report_to="none", logging_steps=1)
-    eos = model.generation_config.eos_token_id
     funcs = reward_functions(cfg.rewards, tokenizer, max_completion_length=args.max_completion_length,
                              overlong_cache=min(cfg.overlong_cache, args.max_completion_length - 1),
-                             stop_ids=[e for e in (eos if isinstance(eos, list) else [eos]) if e is not None])
+                             stop_ids=generation_stop_ids(model))
     clocks: list[GenerationClock] = []
     trainer = GRPOTrainer(model=model, reward_funcs=funcs, args=args, train_dataset=Dataset.from_list(rows),
                           processing_class=tokenizer, callbacks=[callback_for(clocks, pad_id)])

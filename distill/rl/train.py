@@ -214,8 +214,7 @@ def train(cfg: RLConfig, student: Path, rows: list[dict[str, Any]], out_dir: Pat
     if cfg.attn_implementation and not cpu:
         model_kwargs["attn_implementation"] = cfg.attn_implementation
     model = AutoModelForCausalLM.from_pretrained(student, **model_kwargs)
-    eos = model.generation_config.eos_token_id
-    stop_ids = [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+    stop_ids = generation_stop_ids(model)
 
     ######################
     # Rewards (distill.verify) and the trainer
@@ -256,6 +255,12 @@ def train(cfg: RLConfig, student: Path, rows: list[dict[str, Any]], out_dir: Pat
     return final
 
 
+def generation_stop_ids(model: Any) -> list[int]:
+    """The ids `generate` stops on (the student's generation_config: one id or a list), for the reward decoder."""
+    eos = model.generation_config.eos_token_id
+    return [e for e in (eos if isinstance(eos, list) else [eos]) if e is not None]
+
+
 def summarize_logs(history: list[dict[str, Any]], cfg: RLConfig) -> dict[str, Any]:
     """First and last logged values of the reward terms, KL and completion length (means over the first and
     last quarter of the logged steps, so one noisy step does not decide them)."""
@@ -294,4 +299,4 @@ def save_final(trainer, tokenizer, student: Path, out_dir: Path) -> Path:
     return final
 
 
-__all__ = ["RUN_CONTROL_KEYS", "run", "train"]
+__all__ = ["RUN_CONTROL_KEYS", "generation_stop_ids", "run", "train"]
